@@ -1,0 +1,109 @@
+// The one table of spillway's metric names.
+//
+// Every metric spillway reports is declared here once: its name, type, help
+// text, label names and (for histograms) bucket bounds. Components bind
+// handles from these definitions at construction; sinks (the Prometheus sink,
+// the in-memory sink of `spillway::testing`) and the documentation read the
+// same table, and a test checks that every entry is reported.
+//
+//   for (const spillway::MetricDef* def : spillway::metrics::kAll) {
+//     std::cout << def->name << ": " << def->help << "\n";
+//   }
+//
+// Names follow Prometheus conventions: `spillway_` prefix, base units
+// (`_seconds`), `_total` for counters.
+//
+// Label values used by the core:
+//   throttle: the component's `name` option;
+//   gate:     GateName() — concurrency_limit, token_bucket, global_budget;
+//   priority: critical, normal, batch (`any` for gates without priorities);
+//   reason:   ReasonName() — limit_reached, partition_limit, queue_full,
+//             deadline_exceeded, rate_limited, budget_exhausted;
+//   outcome:  success, dropped, ignored.
+//
+// Thread safety: constant data.
+
+#ifndef SPILLWAY_METRIC_NAMES_H_
+#define SPILLWAY_METRIC_NAMES_H_
+
+#include <array>
+#include <cstddef>
+
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+
+namespace spillway {
+
+enum class MetricType { kCounter, kGauge, kHistogram };
+
+struct MetricDef {
+  absl::string_view name;
+  MetricType type;
+  absl::string_view help;
+  // Label names, in the order handles are bound with.
+  absl::Span<const absl::string_view> labels;
+  // Upper bounds of histogram buckets, ascending; empty for other types.
+  absl::Span<const double> buckets;
+};
+
+namespace metrics {
+
+inline constexpr absl::string_view kThrottleLabels[] = {"throttle"};
+inline constexpr absl::string_view kAdmittedLabels[] = {"throttle", "gate",
+                                                        "priority"};
+inline constexpr absl::string_view kRejectedLabels[] = {"throttle", "gate",
+                                                        "priority", "reason"};
+inline constexpr absl::string_view kOutcomeLabels[] = {"throttle", "outcome"};
+
+// Write latency buckets, seconds: 0.5 ms to 10 s.
+inline constexpr double kLatencyBuckets[] = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+
+inline constexpr MetricDef kAdmitted{
+    "spillway_admitted_total", MetricType::kCounter,
+    "Writes admitted, by gate and priority.", kAdmittedLabels, {}};
+inline constexpr MetricDef kRejected{
+    "spillway_rejected_total", MetricType::kCounter,
+    "Writes rejected, by the gate that refused, priority and reason.",
+    kRejectedLabels,
+    {}};
+inline constexpr MetricDef kInFlight{
+    "spillway_in_flight", MetricType::kGauge,
+    "Writes admitted by the concurrency limiter and not yet released.",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kLimit{"spillway_limit",
+                                  MetricType::kGauge,
+                                  "Current concurrency limit.",
+                                  kThrottleLabels,
+                                  {}};
+inline constexpr MetricDef kQueued{
+    "spillway_queued", MetricType::kGauge,
+    "Callers waiting in the concurrency limiter's queue.", kThrottleLabels, {}};
+inline constexpr MetricDef kOutcomes{
+    "spillway_outcomes_total", MetricType::kCounter,
+    "Released permits, by outcome (success, dropped, ignored).",
+    kOutcomeLabels,
+    {}};
+inline constexpr MetricDef kLatency{
+    "spillway_write_latency_seconds", MetricType::kHistogram,
+    "Latency of admitted writes that completed as success or dropped.",
+    kOutcomeLabels, kLatencyBuckets};
+inline constexpr MetricDef kBucketRate{
+    "spillway_bucket_rate", MetricType::kGauge,
+    "Token bucket refill rate, tokens per second.", kThrottleLabels, {}};
+inline constexpr MetricDef kBucketBurst{"spillway_bucket_burst",
+                                        MetricType::kGauge,
+                                        "Token bucket capacity, tokens.",
+                                        kThrottleLabels,
+                                        {}};
+
+inline constexpr const MetricDef* kAll[] = {
+    &kAdmitted, &kRejected, &kInFlight,   &kLimit,      &kQueued,
+    &kOutcomes, &kLatency,  &kBucketRate, &kBucketBurst};
+
+}  // namespace metrics
+}  // namespace spillway
+
+#endif  // SPILLWAY_METRIC_NAMES_H_

@@ -1,0 +1,161 @@
+// TokenBucket: a lock-free local rate limit with burst.
+//
+// Tokens accrue at `rate` per second up to `burst`; a write consumes one (or
+// `n`) tokens. `TryConsume` either takes the tokens or refuses and reports
+// exactly how long until they will be there. `ConsumeWithBorrow` never
+// refuses a satisfiable request: it takes the tokens on credit, driving the
+// balance negative, and returns how long the caller should wait before
+// acting (the balance is back to zero then). `Return` gives tokens back, e.g.
+// when a later gate refused the write.
+//
+//   auto bucket = spillway::TokenBucket::Create({.rate = 500, .burst = 50});
+//   absl::Duration retry_after;
+//   if (!(*bucket)->TryConsume(1, &retry_after)) {
+//     return Unavailable(retry_after);
+//   }
+//
+// The algorithm (folly's TokenBucket, folly/TokenBucket.h): the whole state
+// is one atomic `zero_time`, the instant at which the bucket was (or will
+// be) empty. At time `now` the bucket holds
+//     tokens(now) = min(burst, (now - zero_time) * rate)
+// and consuming `n` tokens stores
+//     zero_time' = now - (tokens(now) - n) / rate
+// with one compare-exchange. `zero_time` only moves forward on consume, so
+// a thread holding an older `now` than another computes fewer tokens, never
+// more: out-of-order timestamps never mint tokens. Tokens are compared with
+// a tolerance of 1e-9 tokens to absorb floating-point rounding.
+//
+// Rate changes: `SetRate` keeps the tokens the bucket holds (capped at the
+// new burst) and applies the new rate from that instant. Rate and burst live
+// in one atomic word next to `zero_time`; while a change is being applied
+// (three atomic stores), a concurrent `TryConsume` refuses conservatively
+// rather than mixing old and new parameters. Rate and burst are stored as
+// single-precision floats (about 7 significant digits); `rate()` and
+// `burst()` return the stored values.
+//
+// Metrics: decisions go to `spillway_admitted_total` and
+// `spillway_rejected_total` with gate="token_bucket", priority="any"; rate
+// and burst to `spillway_bucket_rate` and `spillway_bucket_burst`.
+//
+// Thread safety: all methods are thread-safe. `TryConsume`,
+// `ConsumeWithBorrow`, `Return` and `Available` are lock-free and
+// allocation-free; `SetRate` serializes with other `SetRate` calls only.
+
+#ifndef SPILLWAY_TOKEN_BUCKET_H_
+#define SPILLWAY_TOKEN_BUCKET_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "spillway/clock.h"
+#include "spillway/metrics.h"
+
+namespace spillway {
+
+struct TokenBucketOptions {
+  // Tokens added per second.
+  // Default: 1000. REQUIRES: finite, > 0 and <= 1e9.
+  double rate = 1000.0;
+
+  // Capacity: the most tokens the bucket holds, i.e. the largest burst.
+  // Default: 100. REQUIRES: finite, >= 1 and <= 1e9.
+  double burst = 100.0;
+
+  // Tokens at construction. Default: unset, meaning a full bucket (`burst`).
+  // REQUIRES: in [0, burst] when set.
+  std::optional<double> initial_tokens;
+
+  // Value of the `throttle` metric label. Default: "default".
+  // REQUIRES: not empty.
+  std::string name = "default";
+
+  // Time source. Default: nullptr, meaning `SteadyClock::Default()`.
+  // REQUIRES: when set, outlives the bucket.
+  Clock* clock = nullptr;
+
+  // Where decisions are reported. Default: nullptr, meaning
+  // `NoopMetricsSink()`. REQUIRES: when set, outlives the bucket.
+  MetricsSink* metrics = nullptr;
+};
+
+// Checks every field; the error names the field and its value. Thread-safe.
+absl::Status ValidateTokenBucketOptions(const TokenBucketOptions& options);
+
+class TokenBucket {
+ public:
+  // Validates `options` and builds a bucket. Thread-safe.
+  static absl::StatusOr<std::unique_ptr<TokenBucket>> Create(
+      const TokenBucketOptions& options);
+
+  TokenBucket(const TokenBucket&) = delete;
+  TokenBucket& operator=(const TokenBucket&) = delete;
+
+  // Takes `n` tokens if the bucket holds them now and returns true. Otherwise
+  // takes nothing, returns false and, if `retry_after` is not null, stores
+  // the exact time until `n` tokens will have accrued (infinite when
+  // `n > burst`). REQUIRES: n >= 0. Thread-safe; lock-free.
+  bool TryConsume(double n = 1.0, absl::Duration* retry_after = nullptr);
+
+  // Takes `n` tokens, on credit if need be, and returns how long the caller
+  // must wait before the balance is back at zero (zero when the tokens were
+  // there). Returns nullopt and takes nothing when `n > burst`, which no
+  // wait can satisfy. REQUIRES: n >= 0. Thread-safe; lock-free (it spins
+  // only while a concurrent `SetRate` is applying its three stores).
+  std::optional<absl::Duration> ConsumeWithBorrow(double n = 1.0);
+
+  // Gives back `n` tokens previously taken; the balance never exceeds
+  // `burst`. REQUIRES: n >= 0. Thread-safe; lock-free.
+  void Return(double n = 1.0);
+
+  // Tokens available now; negative while borrowed. Thread-safe; the value may
+  // be stale at once.
+  double Available() const;
+
+  // Changes rate and burst, keeping the current balance (capped at the new
+  // burst). Returns InvalidArgument, and changes nothing, if either value
+  // breaks the REQUIRES of `TokenBucketOptions`. Thread-safe.
+  absl::Status SetRate(double rate, double burst);
+
+  // Current parameters. Thread-safe; the value may be stale at once.
+  double rate() const;
+  double burst() const;
+
+ private:
+  explicit TokenBucket(const TokenBucketOptions& options);
+
+  // Seconds since `origin_` of `now`. Small values keep double precision.
+  double Seconds(MonotonicTime now) const;
+
+  Clock& clock_;
+  const MonotonicTime origin_;
+
+  // The whole mutable state, on its own cache line: `zero_time_` (seconds
+  // since `origin_` at which the bucket is empty) and `params_` (rate and
+  // burst as two floats in one word, so they are always read together; the
+  // sign bit of the rate marks a SetRate in progress).
+  struct alignas(64) State {
+    std::atomic<double> zero_time{0.0};
+    std::atomic<uint64_t> params{0};
+  };
+  State state_;
+
+  // Serializes SetRate calls. Never taken on the consume path.
+  std::mutex set_rate_mu_;
+
+  // Metric handles, bound once at construction.
+  CounterHandle* admitted_;
+  CounterHandle* rejected_;
+  GaugeHandle* rate_gauge_;
+  GaugeHandle* burst_gauge_;
+};
+
+}  // namespace spillway
+
+#endif  // SPILLWAY_TOKEN_BUCKET_H_

@@ -1,0 +1,441 @@
+#include "spillway/concurrency_limiter.h"
+
+#include <algorithm>
+#include <cmath>
+#include <condition_variable>
+#include <mutex>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+#include "core/mutex.h"
+#include "spillway/aimd_limit.h"
+
+namespace spillway {
+namespace {
+
+// Per-priority counters packed into one 64-bit word.
+constexpr int kBits = 21;
+constexpr uint64_t kMask = (uint64_t{1} << kBits) - 1;
+constexpr int64_t kPpm = 1000000;
+static_assert(kNumPriorities * kBits <= 64);
+static_assert(kMaxConcurrencyLimit == static_cast<int>(kMask));
+
+constexpr int64_t Count(uint64_t word, int p) {
+  return static_cast<int64_t>((word >> (kBits * p)) & kMask);
+}
+constexpr int64_t Total(uint64_t word) {
+  return Count(word, 0) + Count(word, 1) + Count(word, 2);
+}
+constexpr uint64_t One(int p) { return uint64_t{1} << (kBits * p); }
+// The bits of priorities 0..p: the same or a higher priority than p.
+constexpr uint64_t AtLeast(int p) {
+  return (uint64_t{1} << (kBits * (p + 1))) - 1;
+}
+
+}  // namespace
+
+absl::string_view PriorityName(Priority priority) {
+  switch (priority) {
+    case Priority::kCritical:
+      return "critical";
+    case Priority::kNormal:
+      return "normal";
+    case Priority::kBatch:
+      return "batch";
+  }
+  return "unknown";
+}
+
+absl::string_view OutcomeName(Outcome outcome) {
+  switch (outcome) {
+    case Outcome::kSuccess:
+      return "success";
+    case Outcome::kDropped:
+      return "dropped";
+    case Outcome::kIgnored:
+      return "ignored";
+  }
+  return "unknown";
+}
+
+absl::Status ValidateConcurrencyLimiterOptions(
+    const ConcurrencyLimiterOptions& o) {
+  if (o.name.empty()) {
+    return absl::InvalidArgumentError(
+        "ConcurrencyLimiterOptions.name must not be empty");
+  }
+  if (o.limit != nullptr && (o.limit->max_limit() > kMaxConcurrencyLimit ||
+                             o.limit->current() < 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ConcurrencyLimiterOptions.limit must have 1 <= current() and "
+        "max_limit() <= %d; got current()=%d, max_limit()=%d",
+        kMaxConcurrencyLimit, o.limit->current(), o.limit->max_limit()));
+  }
+  double guaranteed_sum = 0;
+  for (int p = 0; p < kNumPriorities; ++p) {
+    const PartitionOptions& part = o.partitions[p];
+    const absl::string_view name = PriorityName(static_cast<Priority>(p));
+    if (!(part.guaranteed_fraction >= 0 && part.guaranteed_fraction <= 1)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ConcurrencyLimiterOptions.partitions[%s].guaranteed_fraction must "
+          "be in [0, 1]; got %g",
+          name, part.guaranteed_fraction));
+    }
+    if (!(part.max_fraction > 0 && part.max_fraction <= 1) ||
+        part.max_fraction < part.guaranteed_fraction) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "ConcurrencyLimiterOptions.partitions[%s].max_fraction must be in "
+          "(0, 1] and >= guaranteed_fraction=%g; got %g",
+          name, part.guaranteed_fraction, part.max_fraction));
+    }
+    guaranteed_sum += part.guaranteed_fraction;
+  }
+  if (guaranteed_sum > 1 + 1e-9) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ConcurrencyLimiterOptions.partitions: the guaranteed_fraction values "
+        "must sum to <= 1; got %g",
+        guaranteed_sum));
+  }
+  if (o.max_queued < 0 || o.max_queued > kMaxConcurrencyLimit) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ConcurrencyLimiterOptions.max_queued must be in [0, %d]; got %d",
+        kMaxConcurrencyLimit, o.max_queued));
+  }
+  if (o.queue_order != QueueOrder::kFifo &&
+      o.queue_order != QueueOrder::kLifo) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ConcurrencyLimiterOptions.queue_order must be kFifo or kLifo; got %d",
+        static_cast<int>(o.queue_order)));
+  }
+  return absl::OkStatus();
+}
+
+// One caller blocked in Acquire(), on its own stack.
+struct ConcurrencyLimiter::WaitQueue {
+  struct Waiter {
+    explicit Waiter(int p) : priority(p) {}
+    const int priority;
+    std::condition_variable cv;
+    Waiter* prev = nullptr;
+    Waiter* next = nullptr;
+    // Set by ServeWaiters when it hands this waiter a slot.
+    bool granted = false;
+    int in_flight = 0;
+    MonotonicTime start{};
+  };
+
+  // Inserts at the tail (FIFO) or head (LIFO); serving takes the head.
+  void Push(Waiter* w, QueueOrder order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const int p = w->priority;
+    if (order == QueueOrder::kFifo) {
+      w->prev = tail[p];
+      if (tail[p] != nullptr) tail[p]->next = w;
+      tail[p] = w;
+      if (head[p] == nullptr) head[p] = w;
+    } else {
+      w->next = head[p];
+      if (head[p] != nullptr) head[p]->prev = w;
+      head[p] = w;
+      if (tail[p] == nullptr) tail[p] = w;
+    }
+    ++size;
+  }
+
+  void Remove(Waiter* w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const int p = w->priority;
+    (w->prev != nullptr ? w->prev->next : head[p]) = w->next;
+    (w->next != nullptr ? w->next->prev : tail[p]) = w->prev;
+    w->prev = w->next = nullptr;
+    --size;
+  }
+
+  // Whether a waiter that a newcomer of priority p must not overtake exists.
+  bool HasAhead(int p, QueueOrder order) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+    const int last = order == QueueOrder::kFifo ? p : p - 1;
+    for (int q = 0; q <= last; ++q) {
+      if (head[q] != nullptr) return true;
+    }
+    return false;
+  }
+
+  internal::Mutex mu;
+  std::array<Waiter*, kNumPriorities> head ABSL_GUARDED_BY(mu) = {};
+  std::array<Waiter*, kNumPriorities> tail ABSL_GUARDED_BY(mu) = {};
+  int size ABSL_GUARDED_BY(mu) = 0;
+};
+
+Permit::Permit(Permit&& other) noexcept
+    : limiter_(std::exchange(other.limiter_, nullptr)),
+      start_(other.start_),
+      in_flight_(other.in_flight_),
+      priority_(other.priority_) {}
+
+Permit& Permit::operator=(Permit&& other) noexcept {
+  if (this != &other) {
+    Ignore();
+    limiter_ = std::exchange(other.limiter_, nullptr);
+    start_ = other.start_;
+    in_flight_ = other.in_flight_;
+    priority_ = other.priority_;
+  }
+  return *this;
+}
+
+absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> ConcurrencyLimiter::Create(
+    ConcurrencyLimiterOptions options) {
+  if (absl::Status s = ValidateConcurrencyLimiterOptions(options); !s.ok()) {
+    return s;
+  }
+  if (options.limit == nullptr) {
+    absl::StatusOr<std::unique_ptr<AimdLimit>> aimd =
+        AimdLimit::Create(AimdLimitOptions());
+    if (!aimd.ok()) return aimd.status();
+    options.limit = std::move(*aimd);
+  }
+  return std::unique_ptr<ConcurrencyLimiter>(
+      new ConcurrencyLimiter(std::move(options)));
+}
+
+ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
+    : name_(std::move(options.name)),
+      clock_(options.clock != nullptr ? *options.clock
+                                      : SteadyClock::Default()),
+      limit_(std::move(options.limit)),
+      max_queued_(options.max_queued),
+      queue_order_(options.queue_order),
+      queue_(std::make_unique<WaitQueue>()) {
+  for (int p = 0; p < kNumPriorities; ++p) {
+    guaranteed_ppm_[p] =
+        std::llround(options.partitions[p].guaranteed_fraction * kPpm);
+    max_ppm_[p] = std::llround(options.partitions[p].max_fraction * kPpm);
+  }
+
+  MetricsSink& sink =
+      options.metrics != nullptr ? *options.metrics : NoopMetricsSink();
+  const std::string gate(GateName(Gate::kConcurrencyLimit));
+  for (int p = 0; p < kNumPriorities; ++p) {
+    const std::string priority(PriorityName(static_cast<Priority>(p)));
+    admitted_[p] = sink.Counter(metrics::kAdmitted, {name_, gate, priority});
+    for (Reason r : {Reason::kLimitReached, Reason::kPartitionLimit,
+                     Reason::kQueueFull, Reason::kDeadlineExceeded}) {
+      rejected_[p][static_cast<int>(r)] =
+          sink.Counter(metrics::kRejected,
+                       {name_, gate, priority, std::string(ReasonName(r))});
+    }
+  }
+  for (Outcome o : {Outcome::kSuccess, Outcome::kDropped, Outcome::kIgnored}) {
+    outcomes_[static_cast<int>(o)] =
+        sink.Counter(metrics::kOutcomes, {name_, std::string(OutcomeName(o))});
+  }
+  latency_[0] = sink.Histogram(metrics::kLatency, {name_, "success"});
+  latency_[1] = sink.Histogram(metrics::kLatency, {name_, "dropped"});
+  in_flight_gauge_ = sink.Gauge(metrics::kInFlight, {name_});
+  limit_gauge_ = sink.Gauge(metrics::kLimit, {name_});
+  queued_gauge_ = sink.Gauge(metrics::kQueued, {name_});
+  in_flight_gauge_->Set(0);
+  queued_gauge_->Set(0);
+  reported_limit_.store(limit_->current(), std::memory_order_relaxed);
+  limit_gauge_->Set(limit_->current());
+}
+
+ConcurrencyLimiter::~ConcurrencyLimiter() = default;
+
+int ConcurrencyLimiter::reserved(Priority priority, int limit) const {
+  return static_cast<int>(limit * guaranteed_ppm_[static_cast<int>(priority)] /
+                          kPpm);
+}
+
+int ConcurrencyLimiter::cap(Priority priority, int limit) const {
+  const int64_t by_fraction =
+      limit * max_ppm_[static_cast<int>(priority)] / kPpm;
+  return static_cast<int>(
+      std::max<int64_t>({reserved(priority, limit), 1, by_fraction}));
+}
+
+bool ConcurrencyLimiter::TryAdmit(int p, int* in_flight, Reason* why) {
+  const int64_t limit = limit_->current();
+  int64_t reserved_of[kNumPriorities];
+  int64_t reserved_total = 0;
+  for (int q = 0; q < kNumPriorities; ++q) {
+    reserved_of[q] = limit * guaranteed_ppm_[q] / kPpm;
+    reserved_total += reserved_of[q];
+  }
+  const int64_t shared = limit - reserved_total;
+  uint64_t word = counts_.load(std::memory_order_relaxed);
+  for (;;) {
+    const int64_t total = Total(word);
+    const int64_t mine = Count(word, p);
+    if (total >= limit) {
+      // Also covers a limit lowered below what is in flight: reserved slots
+      // are only guaranteed within the current limit.
+      *why = Reason::kLimitReached;
+      return false;
+    }
+    if (mine >= reserved_of[p]) {
+      const int64_t cap_p = std::max<int64_t>(
+          {reserved_of[p], 1, limit * max_ppm_[p] / kPpm});
+      if (mine >= cap_p) {
+        *why = Reason::kPartitionLimit;
+        return false;
+      }
+      int64_t borrowed = 0;
+      for (int q = 0; q < kNumPriorities; ++q) {
+        borrowed += std::max<int64_t>(0, Count(word, q) - reserved_of[q]);
+      }
+      if (borrowed >= shared) {
+        *why = Reason::kLimitReached;
+        return false;
+      }
+    }
+    // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
+    if (counts_.compare_exchange_weak(word, word + One(p),
+                                      std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+      *in_flight = static_cast<int>(total + 1);
+      return true;
+    }
+  }
+}
+
+Admission ConcurrencyLimiter::Reject(int p, Reason why) {
+  rejected_[p][static_cast<int>(why)]->Increment();
+  return Admission::Rejected(
+      Rejection{Gate::kConcurrencyLimit, why, retry_after()});
+}
+
+Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
+  const int p = static_cast<int>(priority);
+  if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) != 0) {
+    // Someone of the same or a higher priority waits: do not overtake.
+    return Reject(p, Reason::kLimitReached);
+  }
+  int in_flight;
+  Reason why;
+  if (!TryAdmit(p, &in_flight, &why)) return Reject(p, why);
+  admitted_[p]->Increment();
+  in_flight_gauge_->Set(in_flight);
+  return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+}
+
+Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
+                                      Priority priority) {
+  const int p = static_cast<int>(priority);
+  int in_flight;
+  Reason why = Reason::kLimitReached;
+  if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) == 0 &&
+      TryAdmit(p, &in_flight, &why)) {
+    admitted_[p]->Increment();
+    in_flight_gauge_->Set(in_flight);
+    return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+  }
+  if (max_queued_ == 0) return Reject(p, why);
+
+  WaitQueue& q = *queue_;
+  internal::MutexLock lock(&q.mu);
+  if (q.size >= max_queued_) return Reject(p, Reason::kQueueFull);
+
+  // Become visible to releasers first, then try once more: a release either
+  // sees this waiter (and serves the queue) or freed its slot before the
+  // increment (and this attempt sees that slot). Both sides are seq_cst.
+  waiting_.fetch_add(One(p), std::memory_order_seq_cst);
+  if (!q.HasAhead(p, queue_order_) && TryAdmit(p, &in_flight, &why)) {
+    waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
+    admitted_[p]->Increment();
+    in_flight_gauge_->Set(in_flight);
+    return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+  }
+  WaitQueue::Waiter w(p);
+  q.Push(&w, queue_order_);
+  queued_gauge_->Set(q.size);
+
+  std::unique_lock<std::mutex> native(q.mu.native(), std::adopt_lock);
+  const bool granted =
+      clock_.WaitUntil(w.cv, native, deadline, [&w] { return w.granted; });
+  native.release();  // `lock` still owns the mutex.
+
+  if (!granted) {
+    q.Remove(&w);
+    waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
+    queued_gauge_->Set(q.size);
+    return Reject(p, Reason::kDeadlineExceeded);
+  }
+  admitted_[p]->Increment();
+  in_flight_gauge_->Set(w.in_flight);
+  return Admission::Admitted(Permit(this, w.start, w.in_flight, priority));
+}
+
+void ConcurrencyLimiter::ServeWaiters() {
+  WaitQueue& q = *queue_;
+  internal::MutexLock lock(&q.mu);
+  bool served = true;
+  while (served) {
+    served = false;
+    for (int p = 0; p < kNumPriorities && !served; ++p) {
+      WaitQueue::Waiter* w = q.head[p];
+      if (w == nullptr) continue;
+      int in_flight;
+      Reason why;
+      if (!TryAdmit(p, &in_flight, &why)) continue;
+      q.Remove(w);
+      waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
+      w->granted = true;
+      w->in_flight = in_flight;
+      w->start = clock_.Now();
+      w->cv.notify_one();
+      served = true;
+    }
+  }
+  queued_gauge_->Set(q.size);
+}
+
+void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
+  const int p = static_cast<int>(permit.priority_);
+  // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
+  const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
+  if (outcome != Outcome::kIgnored) {
+    const MonotonicTime now = clock_.Now();
+    const int64_t rtt_ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(now -
+                                                             permit.start_)
+            .count();
+    const absl::Duration rtt = absl::Nanoseconds(rtt_ns);
+    limit_->OnSample(LimitSample{rtt, permit.in_flight_,
+                                 outcome == Outcome::kDropped, permit.start_,
+                                 now});
+    if (outcome == Outcome::kSuccess) {
+      const int64_t sample = std::max<int64_t>(1, rtt_ns);
+      const int64_t old = srtt_ns_.load(std::memory_order_relaxed);
+      srtt_ns_.store(old == 0 ? sample : old + (sample - old) / 8,
+                     std::memory_order_relaxed);
+    }
+    latency_[static_cast<int>(outcome)]->Observe(absl::ToDoubleSeconds(rtt));
+  }
+  outcomes_[static_cast<int>(outcome)]->Increment();
+  in_flight_gauge_->Set(static_cast<double>(Total(before) - 1));
+  const int limit = limit_->current();
+  if (reported_limit_.load(std::memory_order_relaxed) != limit) {
+    reported_limit_.store(limit, std::memory_order_relaxed);
+    limit_gauge_->Set(limit);
+  }
+  if (waiting_.load(std::memory_order_seq_cst) != 0) ServeWaiters();
+}
+
+int ConcurrencyLimiter::in_flight() const {
+  return static_cast<int>(Total(counts_.load(std::memory_order_relaxed)));
+}
+
+int ConcurrencyLimiter::in_flight(Priority priority) const {
+  return static_cast<int>(Count(counts_.load(std::memory_order_relaxed),
+                                static_cast<int>(priority)));
+}
+
+int ConcurrencyLimiter::queued() const {
+  return static_cast<int>(Total(waiting_.load(std::memory_order_relaxed)));
+}
+
+absl::Duration ConcurrencyLimiter::retry_after() const {
+  const int64_t srtt = srtt_ns_.load(std::memory_order_relaxed);
+  return srtt == 0 ? absl::Milliseconds(1) : absl::Nanoseconds(srtt);
+}
+
+}  // namespace spillway

@@ -24,6 +24,7 @@
 #ifndef SPILLWAY_AIMD_LIMIT_H_
 #define SPILLWAY_AIMD_LIMIT_H_
 
+#include <chrono>
 #include <memory>
 
 #include "absl/status/status.h"
@@ -77,6 +78,8 @@ class AimdLimit final : public Limit {
   int Step(int limit, const LimitSample& sample) const;
 
   const AimdLimitOptions options_;
+  // options_.timeout, converted once.
+  const std::chrono::nanoseconds timeout_;
 };
 
 }  // namespace spillway

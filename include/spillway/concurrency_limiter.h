@@ -7,11 +7,11 @@
 // a slot frees or their deadline passes.
 //
 //   auto limiter = spillway::ConcurrencyLimiter::Create({.name = "orders"});
-//   spillway::Admission a = (*limiter)->TryAcquire(spillway::Priority::kNormal);
-//   if (!a.ok()) return Unavailable(a.rejection().ToString());
-//   spillway::Permit permit = std::move(a).permit();
-//   Status s = WriteOrder(...);
-//   if (s.ok()) permit.Success(); else if (IsOverload(s)) permit.Dropped();
+//   spillway::Admission a =
+//   (*limiter)->TryAcquire(spillway::Priority::kNormal); if (!a.ok()) return
+//   Unavailable(a.rejection().ToString()); spillway::Permit permit =
+//   std::move(a).permit(); Status s = WriteOrder(...); if (s.ok())
+//   permit.Success(); else if (IsOverload(s)) permit.Dropped();
 //   // else: the destructor calls Ignore().
 //
 // Outcomes: `Success()` feeds the write's latency to the limit algorithm;
@@ -71,6 +71,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -205,14 +206,10 @@ class Permit {
 class Admission {
  public:
   static Admission Admitted(Permit permit) {
-    Admission a;
-    a.permit_ = std::move(permit);
-    return a;
+    return Admission(std::move(permit));
   }
   static Admission Rejected(Rejection rejection) {
-    Admission a;
-    a.rejection_ = rejection;
-    return a;
+    return Admission(rejection);
   }
 
   bool ok() const { return permit_.valid(); }
@@ -226,7 +223,8 @@ class Admission {
   const Rejection& rejection() const { return rejection_; }
 
  private:
-  Admission() = default;
+  explicit Admission(Permit&& permit) : permit_(std::move(permit)) {}
+  explicit Admission(const Rejection& rejection) : rejection_(rejection) {}
   Permit permit_;
   Rejection rejection_;
 };
@@ -292,16 +290,16 @@ class ConcurrencyLimiter {
   std::array<int64_t, kNumPriorities> max_ppm_;
 
   // In flight per priority, 21 bits each: the one word admission
-  // compare-exchanges. On its own cache line: every admit and release
-  // writes it.
+  // compare-exchanges, on its own cache line since every admit and release
+  // writes it. The smoothed latency of successful writes (nanoseconds, 0:
+  // none yet) shares the line: releases write both, so a second line need
+  // not move between cores. Its update is a relaxed load-then-store; a lost
+  // update between two releases only delays the average by one sample.
   alignas(64) std::atomic<uint64_t> counts_{0};
+  std::atomic<int64_t> srtt_ns_{0};
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
   alignas(64) std::atomic<uint64_t> waiting_{0};
-  // Smoothed latency of successful writes, nanoseconds (0: none yet).
-  // Relaxed load-then-store: a lost update between two releases only
-  // delays the average by one sample.
-  alignas(64) std::atomic<int64_t> srtt_ns_{0};
   // Last limit reported to the gauge, to set it only on change.
   std::atomic<int> reported_limit_{-1};
 
@@ -310,6 +308,9 @@ class ConcurrencyLimiter {
   struct WaitQueue;
   const std::unique_ptr<WaitQueue> queue_;
 
+  // False for the no-op sink: the hot path then skips reporting with one
+  // predictable branch instead of virtual calls that do nothing.
+  const bool report_;
   // Metric handles, bound once at construction.
   std::array<CounterHandle*, kNumPriorities> admitted_;
   std::array<std::array<CounterHandle*, kNumReasons>, kNumPriorities>

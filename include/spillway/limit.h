@@ -6,7 +6,7 @@
 //
 //   std::shared_ptr<spillway::Limit> limit =
 //       *spillway::AimdLimit::Create({.min_limit = 4, .max_limit = 64});
-//   limit->OnSample({.rtt = absl::Milliseconds(3), .in_flight = 10});
+//   limit->OnSample({.rtt = std::chrono::milliseconds(3), .in_flight = 10});
 //   int now_allowed = limit->current();
 //
 // Samples: only writes that completed as `Success` or `Dropped` are samples.
@@ -27,8 +27,8 @@
 #define SPILLWAY_LIMIT_H_
 
 #include <atomic>
+#include <chrono>
 
-#include "absl/time/time.h"
 #include "spillway/clock.h"
 
 namespace spillway {
@@ -37,9 +37,11 @@ namespace spillway {
 // per-priority in-flight counts into one 64-bit word, 21 bits each.
 inline constexpr int kMaxConcurrencyLimit = (1 << 21) - 1;
 
+// A completed write. Times are std::chrono values (as MonotonicTime): the
+// sample is built on every release, and chrono durations are plain integers.
 struct LimitSample {
   // Time from admission to release.
-  absl::Duration rtt = absl::ZeroDuration();
+  std::chrono::nanoseconds rtt{0};
   // In-flight writes when this one was admitted, itself included.
   int in_flight = 0;
   // True when the write failed because the database is congested.
@@ -72,9 +74,7 @@ class Limit {
     return limit_.compare_exchange_weak(expected, desired,
                                         std::memory_order_relaxed);
   }
-  void StoreLimit(int value) {
-    limit_.store(value, std::memory_order_relaxed);
-  }
+  void StoreLimit(int value) { limit_.store(value, std::memory_order_relaxed); }
 
  private:
   // The published limit. Atomic: written by whichever thread completes a

@@ -56,20 +56,24 @@ inline constexpr absl::string_view kRejectedLabels[] = {"throttle", "gate",
 inline constexpr absl::string_view kOutcomeLabels[] = {"throttle", "outcome"};
 
 // Write latency buckets, seconds: 0.5 ms to 10 s.
-inline constexpr double kLatencyBuckets[] = {
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1,    0.25,  0.5,    1.0,   2.5,  5.0,   10.0};
+inline constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                             0.025,  0.05,  0.1,    0.25,  0.5,
+                                             1.0,    2.5,   5.0,    10.0};
 
-inline constexpr MetricDef kAdmitted{
-    "spillway_admitted_total", MetricType::kCounter,
-    "Writes admitted, by gate and priority.", kAdmittedLabels, {}};
+inline constexpr MetricDef kAdmitted{"spillway_admitted_total",
+                                     MetricType::kCounter,
+                                     "Writes admitted, by gate and priority.",
+                                     kAdmittedLabels,
+                                     {}};
 inline constexpr MetricDef kRejected{
-    "spillway_rejected_total", MetricType::kCounter,
+    "spillway_rejected_total",
+    MetricType::kCounter,
     "Writes rejected, by the gate that refused, priority and reason.",
     kRejectedLabels,
     {}};
 inline constexpr MetricDef kInFlight{
-    "spillway_in_flight", MetricType::kGauge,
+    "spillway_in_flight",
+    MetricType::kGauge,
     "Writes admitted by the concurrency limiter and not yet released.",
     kThrottleLabels,
     {}};
@@ -79,10 +83,14 @@ inline constexpr MetricDef kLimit{"spillway_limit",
                                   kThrottleLabels,
                                   {}};
 inline constexpr MetricDef kQueued{
-    "spillway_queued", MetricType::kGauge,
-    "Callers waiting in the concurrency limiter's queue.", kThrottleLabels, {}};
+    "spillway_queued",
+    MetricType::kGauge,
+    "Callers waiting in the concurrency limiter's queue.",
+    kThrottleLabels,
+    {}};
 inline constexpr MetricDef kOutcomes{
-    "spillway_outcomes_total", MetricType::kCounter,
+    "spillway_outcomes_total",
+    MetricType::kCounter,
     "Released permits, by outcome (success, dropped, ignored).",
     kOutcomeLabels,
     {}};
@@ -91,8 +99,11 @@ inline constexpr MetricDef kLatency{
     "Latency of admitted writes that completed as success or dropped.",
     kOutcomeLabels, kLatencyBuckets};
 inline constexpr MetricDef kBucketRate{
-    "spillway_bucket_rate", MetricType::kGauge,
-    "Token bucket refill rate, tokens per second.", kThrottleLabels, {}};
+    "spillway_bucket_rate",
+    MetricType::kGauge,
+    "Token bucket refill rate, tokens per second.",
+    kThrottleLabels,
+    {}};
 inline constexpr MetricDef kBucketBurst{"spillway_bucket_burst",
                                         MetricType::kGauge,
                                         "Token bucket capacity, tokens.",

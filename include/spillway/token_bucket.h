@@ -26,12 +26,12 @@
 // a tolerance of 1e-9 tokens to absorb floating-point rounding.
 //
 // Rate changes: `SetRate` keeps the tokens the bucket holds (capped at the
-// new burst) and applies the new rate from that instant. Rate and burst live
-// in one atomic word next to `zero_time`; while a change is being applied
-// (three atomic stores), a concurrent `TryConsume` refuses conservatively
-// rather than mixing old and new parameters. Rate and burst are stored as
-// single-precision floats (about 7 significant digits); `rate()` and
-// `burst()` return the stored values.
+// new burst) and applies the new rate from that instant. Rate, burst and
+// 1/rate live in one of two parameter slots, chosen by a generation word on
+// the same cache line as `zero_time` (a seqlock with two buffers: readers
+// never wait on a writer, they retry if the generation moved under them).
+// While a change is being applied, a concurrent `TryConsume` refuses
+// conservatively rather than mixing old and new parameters.
 //
 // Metrics: decisions go to `spillway_admitted_total` and
 // `spillway_rejected_total` with gate="token_bucket", priority="any"; rate
@@ -123,7 +123,8 @@ class TokenBucket {
   // breaks the REQUIRES of `TokenBucketOptions`. Thread-safe.
   absl::Status SetRate(double rate, double burst);
 
-  // Current parameters. Thread-safe; the value may be stale at once.
+  // Current parameters. Thread-safe (serialized with SetRate; not for the
+  // hot path); the value may be stale at once.
   double rate() const;
   double burst() const;
 
@@ -136,19 +137,39 @@ class TokenBucket {
   Clock& clock_;
   const MonotonicTime origin_;
 
-  // The whole mutable state, on its own cache line: `zero_time_` (seconds
-  // since `origin_` at which the bucket is empty) and `params_` (rate and
-  // burst as two floats in one word, so they are always read together; the
-  // sign bit of the rate marks a SetRate in progress).
+  struct Params {
+    double rate;
+    double inv_rate;  // 1 / rate: consuming multiplies, never divides.
+    double burst;
+  };
+  // Reads the parameters of an even generation `gen`. Relaxed atomics, so a
+  // slot rewritten under a slow reader is a retry, never a data race.
+  Params LoadParams(uint64_t gen) const;
+  // One consistent snapshot of the state; false if torn (retry).
+  bool ReadState(uint64_t* gen, Params* params, double* zero_time) const;
+
+  // The whole mutable state, on one cache line:
+  //   zero_time  seconds since `origin_` at which the bucket is (was) empty;
+  //   generation even when stable, odd while SetRate applies a change; the
+  //              active parameter slot is (generation / 2) % 2;
+  //   slots      two parameter sets; SetRate writes the inactive one.
   struct alignas(64) State {
     std::atomic<double> zero_time{0.0};
-    std::atomic<uint64_t> params{0};
+    std::atomic<uint64_t> generation{0};
+    struct Slot {
+      std::atomic<double> rate{0};
+      std::atomic<double> inv_rate{0};
+      std::atomic<double> burst{0};
+    } slots[2];
   };
   State state_;
 
   // Serializes SetRate calls. Never taken on the consume path.
-  std::mutex set_rate_mu_;
+  mutable std::mutex set_rate_mu_;
 
+  // False for the no-op sink: consumes then skip reporting with one
+  // predictable branch.
+  bool report_;
   // Metric handles, bound once at construction.
   CounterHandle* admitted_;
   CounterHandle* rejected_;

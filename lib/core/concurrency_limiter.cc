@@ -64,8 +64,8 @@ absl::Status ValidateConcurrencyLimiterOptions(
     return absl::InvalidArgumentError(
         "ConcurrencyLimiterOptions.name must not be empty");
   }
-  if (o.limit != nullptr && (o.limit->max_limit() > kMaxConcurrencyLimit ||
-                             o.limit->current() < 1)) {
+  if (o.limit != nullptr &&
+      (o.limit->max_limit() > kMaxConcurrencyLimit || o.limit->current() < 1)) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "ConcurrencyLimiterOptions.limit must have 1 <= current() and "
         "max_limit() <= %d; got current()=%d, max_limit()=%d",
@@ -203,7 +203,9 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
       limit_(std::move(options.limit)),
       max_queued_(options.max_queued),
       queue_order_(options.queue_order),
-      queue_(std::make_unique<WaitQueue>()) {
+      queue_(std::make_unique<WaitQueue>()),
+      report_(options.metrics != nullptr &&
+              options.metrics != &NoopMetricsSink()) {
   for (int p = 0; p < kNumPriorities; ++p) {
     guaranteed_ppm_[p] =
         std::llround(options.partitions[p].guaranteed_fraction * kPpm);
@@ -254,13 +256,7 @@ int ConcurrencyLimiter::cap(Priority priority, int limit) const {
 
 bool ConcurrencyLimiter::TryAdmit(int p, int* in_flight, Reason* why) {
   const int64_t limit = limit_->current();
-  int64_t reserved_of[kNumPriorities];
-  int64_t reserved_total = 0;
-  for (int q = 0; q < kNumPriorities; ++q) {
-    reserved_of[q] = limit * guaranteed_ppm_[q] / kPpm;
-    reserved_total += reserved_of[q];
-  }
-  const int64_t shared = limit - reserved_total;
+  const int64_t reserved_p = limit * guaranteed_ppm_[p] / kPpm;
   uint64_t word = counts_.load(std::memory_order_relaxed);
   for (;;) {
     const int64_t total = Total(word);
@@ -271,18 +267,21 @@ bool ConcurrencyLimiter::TryAdmit(int p, int* in_flight, Reason* why) {
       *why = Reason::kLimitReached;
       return false;
     }
-    if (mine >= reserved_of[p]) {
-      const int64_t cap_p = std::max<int64_t>(
-          {reserved_of[p], 1, limit * max_ppm_[p] / kPpm});
+    if (mine >= reserved_p) {
+      // Beyond its reservation: within its cap, and only from the shared
+      // pool, i.e. sum over q of max(n(q), reserved(q)) < limit.
+      const int64_t cap_p =
+          std::max<int64_t>({reserved_p, 1, limit * max_ppm_[p] / kPpm});
       if (mine >= cap_p) {
         *why = Reason::kPartitionLimit;
         return false;
       }
-      int64_t borrowed = 0;
+      int64_t occupied = 0;
       for (int q = 0; q < kNumPriorities; ++q) {
-        borrowed += std::max<int64_t>(0, Count(word, q) - reserved_of[q]);
+        occupied += std::max<int64_t>(Count(word, q),
+                                      limit * guaranteed_ppm_[q] / kPpm);
       }
-      if (borrowed >= shared) {
+      if (occupied >= limit) {
         *why = Reason::kLimitReached;
         return false;
       }
@@ -298,7 +297,7 @@ bool ConcurrencyLimiter::TryAdmit(int p, int* in_flight, Reason* why) {
 }
 
 Admission ConcurrencyLimiter::Reject(int p, Reason why) {
-  rejected_[p][static_cast<int>(why)]->Increment();
+  if (report_) rejected_[p][static_cast<int>(why)]->Increment();
   return Admission::Rejected(
       Rejection{Gate::kConcurrencyLimit, why, retry_after()});
 }
@@ -312,8 +311,10 @@ Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
   int in_flight;
   Reason why;
   if (!TryAdmit(p, &in_flight, &why)) return Reject(p, why);
-  admitted_[p]->Increment();
-  in_flight_gauge_->Set(in_flight);
+  if (report_) {
+    admitted_[p]->Increment();
+    in_flight_gauge_->Set(in_flight);
+  }
   return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
 }
 
@@ -394,11 +395,10 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
   const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
   if (outcome != Outcome::kIgnored) {
     const MonotonicTime now = clock_.Now();
-    const int64_t rtt_ns =
+    const std::chrono::nanoseconds rtt =
         std::chrono::duration_cast<std::chrono::nanoseconds>(now -
-                                                             permit.start_)
-            .count();
-    const absl::Duration rtt = absl::Nanoseconds(rtt_ns);
+                                                             permit.start_);
+    const int64_t rtt_ns = rtt.count();
     limit_->OnSample(LimitSample{rtt, permit.in_flight_,
                                  outcome == Outcome::kDropped, permit.start_,
                                  now});
@@ -408,14 +408,19 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
       srtt_ns_.store(old == 0 ? sample : old + (sample - old) / 8,
                      std::memory_order_relaxed);
     }
-    latency_[static_cast<int>(outcome)]->Observe(absl::ToDoubleSeconds(rtt));
+    if (report_) {
+      latency_[static_cast<int>(outcome)]->Observe(static_cast<double>(rtt_ns) *
+                                                   1e-9);
+    }
   }
-  outcomes_[static_cast<int>(outcome)]->Increment();
-  in_flight_gauge_->Set(static_cast<double>(Total(before) - 1));
-  const int limit = limit_->current();
-  if (reported_limit_.load(std::memory_order_relaxed) != limit) {
-    reported_limit_.store(limit, std::memory_order_relaxed);
-    limit_gauge_->Set(limit);
+  if (report_) {
+    outcomes_[static_cast<int>(outcome)]->Increment();
+    in_flight_gauge_->Set(static_cast<double>(Total(before) - 1));
+    const int limit = limit_->current();
+    if (reported_limit_.load(std::memory_order_relaxed) != limit) {
+      reported_limit_.store(limit, std::memory_order_relaxed);
+      limit_gauge_->Set(limit);
+    }
   }
   if (waiting_.load(std::memory_order_seq_cst) != 0) ServeWaiters();
 }

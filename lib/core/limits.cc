@@ -52,10 +52,12 @@ absl::StatusOr<std::unique_ptr<AimdLimit>> AimdLimit::Create(
 }
 
 AimdLimit::AimdLimit(const AimdLimitOptions& options)
-    : Limit(options.initial_limit), options_(options) {}
+    : Limit(options.initial_limit),
+      options_(options),
+      timeout_(absl::ToChronoNanoseconds(options.timeout)) {}
 
 int AimdLimit::Step(int limit, const LimitSample& sample) const {
-  if (sample.dropped || sample.rtt > options_.timeout) {
+  if (sample.dropped || sample.rtt > timeout_) {
     limit = static_cast<int>(limit * options_.backoff_ratio);
   } else if (static_cast<int64_t>(sample.in_flight) * 2 >= limit) {
     limit = limit + 1;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -11,33 +10,11 @@
 namespace spillway {
 namespace {
 
-constexpr uint64_t kChangingBit = uint64_t{1} << 63;
 // Tolerance when comparing token counts, to absorb rounding in the
 // time-times-rate products.
 constexpr double kEpsilon = 1e-9;
 constexpr double kMaxRate = 1e9;
 constexpr double kMaxBurst = 1e9;
-
-uint64_t Pack(double rate, double burst) {
-  const float r = static_cast<float>(rate);
-  const float b = static_cast<float>(burst);
-  uint32_t ri;
-  uint32_t bi;
-  std::memcpy(&ri, &r, sizeof(ri));
-  std::memcpy(&bi, &b, sizeof(bi));
-  return (uint64_t{ri} << 32) | bi;
-}
-
-void Unpack(uint64_t packed, double* rate, double* burst) {
-  const uint32_t ri = static_cast<uint32_t>((packed & ~kChangingBit) >> 32);
-  const uint32_t bi = static_cast<uint32_t>(packed);
-  float r;
-  float b;
-  std::memcpy(&r, &ri, sizeof(r));
-  std::memcpy(&b, &bi, sizeof(b));
-  *rate = r;
-  *burst = b;
-}
 
 absl::Status CheckRate(absl::string_view field, double rate) {
   if (!std::isfinite(rate) || rate <= 0 || rate > kMaxRate) {
@@ -97,59 +74,92 @@ TokenBucket::TokenBucket(const TokenBucketOptions& options)
       origin_(clock_.Now()) {
   MetricsSink& sink =
       options.metrics != nullptr ? *options.metrics : NoopMetricsSink();
+  report_ = &sink != &NoopMetricsSink();
   const std::string gate(GateName(Gate::kTokenBucket));
   admitted_ = sink.Counter(metrics::kAdmitted, {options.name, gate, "any"});
-  rejected_ = sink.Counter(
-      metrics::kRejected,
-      {options.name, gate, "any", std::string(ReasonName(Reason::kRateLimited))});
+  rejected_ = sink.Counter(metrics::kRejected,
+                           {options.name, gate, "any",
+                            std::string(ReasonName(Reason::kRateLimited))});
   rate_gauge_ = sink.Gauge(metrics::kBucketRate, {options.name});
   burst_gauge_ = sink.Gauge(metrics::kBucketBurst, {options.name});
 
-  const uint64_t packed = Pack(options.rate, options.burst);
-  double rate;
-  double burst;
-  Unpack(packed, &rate, &burst);
-  const double initial = options.initial_tokens.value_or(burst);
-  state_.zero_time.store(-std::min(initial, burst) / rate,
-                         std::memory_order_relaxed);
-  state_.params.store(packed, std::memory_order_release);
-  rate_gauge_->Set(rate);
-  burst_gauge_->Set(burst);
+  State::Slot& slot = state_.slots[0];
+  slot.rate.store(options.rate, std::memory_order_relaxed);
+  slot.inv_rate.store(1.0 / options.rate, std::memory_order_relaxed);
+  slot.burst.store(options.burst, std::memory_order_relaxed);
+  const double initial = options.initial_tokens.value_or(options.burst);
+  state_.zero_time.store(-initial / options.rate, std::memory_order_relaxed);
+  state_.generation.store(0, std::memory_order_release);
+  rate_gauge_->Set(options.rate);
+  burst_gauge_->Set(options.burst);
+}
+
+TokenBucket::Params TokenBucket::LoadParams(uint64_t gen) const {
+  const State::Slot& slot = state_.slots[(gen >> 1) & 1];
+  return Params{slot.rate.load(std::memory_order_relaxed),
+                slot.inv_rate.load(std::memory_order_relaxed),
+                slot.burst.load(std::memory_order_relaxed)};
 }
 
 double TokenBucket::Seconds(MonotonicTime now) const {
-  return std::chrono::duration<double>(now - origin_).count();
+  // A multiply, not duration<double>'s division by 1e9.
+  return static_cast<double>(
+             std::chrono::duration_cast<std::chrono::nanoseconds>(now - origin_)
+                 .count()) *
+         1e-9;
+}
+
+// Every operation reads a consistent (generation, parameters, zero_time)
+// triple: generation, then the slot and zero_time, then generation again
+// after an acquire fence (a seqlock reader). Returns false if the generation
+// moved in between; the caller retries. SetRate makes the generation odd
+// before it rebases zero_time, so a rebased zero_time is never paired with
+// the old parameters.
+bool TokenBucket::ReadState(uint64_t* gen, Params* params,
+                            double* zero_time) const {
+  *gen = state_.generation.load(std::memory_order_acquire);
+  *params = LoadParams(*gen);
+  *zero_time = state_.zero_time.load(std::memory_order_acquire);
+  std::atomic_thread_fence(std::memory_order_acquire);
+  return state_.generation.load(std::memory_order_relaxed) == *gen;
 }
 
 bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
   const double now = Seconds(clock_.Now());
   for (;;) {
-    const uint64_t params = state_.params.load(std::memory_order_acquire);
-    if (params & kChangingBit) {
-      // A SetRate is mid-flight: refuse rather than mix parameters.
-      if (retry_after != nullptr) *retry_after = absl::Microseconds(1);
-      rejected_->Increment();
-      return false;
-    }
-    double zero_time = state_.zero_time.load(std::memory_order_acquire);
-    if (state_.params.load(std::memory_order_acquire) != params) continue;
-    double rate;
-    double burst;
-    Unpack(params, &rate, &burst);
-    const double tokens = std::min(burst, (now - zero_time) * rate);
-    if (tokens + kEpsilon < n) {
+    uint64_t gen;
+    Params params;
+    double zero_time;
+    if (!ReadState(&gen, &params, &zero_time)) continue;
+    if ((gen & 1) || n > params.burst) {
+      // A SetRate mid-flight (refuse rather than mix parameters), or a
+      // request no wait can satisfy.
       if (retry_after != nullptr) {
-        *retry_after = n > burst ? absl::InfiniteDuration()
-                                 : absl::Seconds((n - tokens) / rate);
+        *retry_after =
+            (gen & 1) ? absl::Microseconds(1) : absl::InfiniteDuration();
       }
-      rejected_->Increment();
+      if (report_) rejected_->Increment();
       return false;
     }
-    const double next = now - (tokens - n) / rate;
+    // In time units, so only a compare and an add depend on zero_time:
+    //   tokens(now) >= n  <=>  zero_time <= now - n / rate
+    //   next = now - (min(burst, (now - zero_time) * rate) - n) / rate
+    //        = max(zero_time + n / rate, now - (burst - n) / rate)
+    // next >= zero_time: a consume never moves zero_time back.
+    const double need = n * params.inv_rate;
+    if (zero_time > now - need + kEpsilon * params.inv_rate) {
+      if (retry_after != nullptr) {
+        *retry_after = absl::Seconds(zero_time + need - now);
+      }
+      if (report_) rejected_->Increment();
+      return false;
+    }
+    const double next =
+        std::max(zero_time + need, now - (params.burst - n) * params.inv_rate);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
-      admitted_->Increment();
+                                               std::memory_order_relaxed)) {
+      if (report_) admitted_->Increment();
       return true;
     }
   }
@@ -158,28 +168,28 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
 std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
   const double now = Seconds(clock_.Now());
   for (;;) {
-    const uint64_t params = state_.params.load(std::memory_order_acquire);
-    if (params & kChangingBit) {
+    uint64_t gen;
+    Params params;
+    double zero_time;
+    if (!ReadState(&gen, &params, &zero_time)) continue;
+    if (gen & 1) {
       std::this_thread::yield();
       continue;
     }
-    double zero_time = state_.zero_time.load(std::memory_order_acquire);
-    if (state_.params.load(std::memory_order_acquire) != params) continue;
-    double rate;
-    double burst;
-    Unpack(params, &rate, &burst);
-    if (n > burst) {
-      rejected_->Increment();
+    if (n > params.burst) {
+      if (report_) rejected_->Increment();
       return std::nullopt;
     }
-    const double tokens = std::min(burst, (now - zero_time) * rate);
-    const double next = now - (tokens - n) / rate;
+    // As TryConsume, without the refusal: next may lie in the future (debt).
+    const double next = std::max(zero_time + n * params.inv_rate,
+                                 now - (params.burst - n) * params.inv_rate);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
-      admitted_->Increment();
-      if (tokens + kEpsilon >= n) return absl::ZeroDuration();
-      return absl::Seconds((n - tokens) / rate);
+                                               std::memory_order_relaxed)) {
+      if (report_) admitted_->Increment();
+      // The balance is back at zero when now reaches next.
+      if (next <= now + kEpsilon * params.inv_rate) return absl::ZeroDuration();
+      return absl::Seconds(next - now);
     }
   }
 }
@@ -187,20 +197,19 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
 void TokenBucket::Return(double n) {
   const double now = Seconds(clock_.Now());
   for (;;) {
-    const uint64_t params = state_.params.load(std::memory_order_acquire);
-    if (params & kChangingBit) {
+    uint64_t gen;
+    Params params;
+    double zero_time;
+    if (!ReadState(&gen, &params, &zero_time)) continue;
+    if (gen & 1) {
       std::this_thread::yield();
       continue;
     }
-    double zero_time = state_.zero_time.load(std::memory_order_acquire);
-    if (state_.params.load(std::memory_order_acquire) != params) continue;
-    double rate;
-    double burst;
-    Unpack(params, &rate, &burst);
-    const double next = std::max(zero_time - n / rate, now - burst / rate);
+    const double next = std::max(zero_time - n * params.inv_rate,
+                                 now - params.burst * params.inv_rate);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
+                                               std::memory_order_relaxed)) {
       return;
     }
   }
@@ -208,18 +217,16 @@ void TokenBucket::Return(double n) {
 
 double TokenBucket::Available() const {
   const double now = Seconds(clock_.Now());
-  double rate;
-  double burst;
   for (;;) {
-    const uint64_t params = state_.params.load(std::memory_order_acquire);
-    const double zero_time = state_.zero_time.load(std::memory_order_acquire);
-    if (state_.params.load(std::memory_order_acquire) != params ||
-        (params & kChangingBit)) {
+    uint64_t gen;
+    Params params;
+    double zero_time;
+    if (!ReadState(&gen, &params, &zero_time)) continue;
+    if (gen & 1) {
       std::this_thread::yield();
       continue;
     }
-    Unpack(params, &rate, &burst);
-    return std::min(burst, (now - zero_time) * rate);
+    return std::min(params.burst, (now - zero_time) * params.rate);
   }
 }
 
@@ -232,49 +239,44 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
     return s;
   }
   std::lock_guard<std::mutex> lock(set_rate_mu_);
-  const uint64_t old_params = state_.params.load(std::memory_order_acquire);
-  const uint64_t new_params = Pack(rate, burst);
-  double old_rate;
-  double old_burst;
-  Unpack(old_params, &old_rate, &old_burst);
-  double new_rate;
-  double new_burst;
-  Unpack(new_params, &new_rate, &new_burst);
+  const uint64_t gen = state_.generation.load(std::memory_order_relaxed);
+  const Params old = LoadParams(gen);
 
-  // 1. Mark the change, so consumers stop using the old parameters with a
-  //    rebased zero time. 2. Rebase zero time: the balance now, computed
-  //    with the old parameters, expressed in the new rate. 3. Publish.
-  state_.params.store(old_params | kChangingBit, std::memory_order_release);
+  // 1. Mark the change (odd generation): consumers stop pairing the old
+  //    parameters with zero_time. 2. Rebase zero_time: the balance now,
+  //    computed with the old parameters and capped at the new burst,
+  //    expressed in the new rate. 3. Fill the inactive slot and publish it.
+  state_.generation.store(gen + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
   const double now = Seconds(clock_.Now());
   double zero_time = state_.zero_time.load(std::memory_order_acquire);
   for (;;) {
     const double tokens =
-        std::min(new_burst, std::min(old_burst, (now - zero_time) * old_rate));
-    const double next = now - tokens / new_rate;
-    if (state_.zero_time.compare_exchange_weak(zero_time, next,
+        std::min(burst, std::min(old.burst, (now - zero_time) * old.rate));
+    if (state_.zero_time.compare_exchange_weak(zero_time, now - tokens / rate,
                                                std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
       break;
     }
   }
-  state_.params.store(new_params, std::memory_order_release);
-  rate_gauge_->Set(new_rate);
-  burst_gauge_->Set(new_burst);
+  State::Slot& slot = state_.slots[((gen + 2) >> 1) & 1];
+  slot.rate.store(rate, std::memory_order_relaxed);
+  slot.inv_rate.store(1.0 / rate, std::memory_order_relaxed);
+  slot.burst.store(burst, std::memory_order_relaxed);
+  state_.generation.store(gen + 2, std::memory_order_release);
+  rate_gauge_->Set(rate);
+  burst_gauge_->Set(burst);
   return absl::OkStatus();
 }
 
 double TokenBucket::rate() const {
-  double rate;
-  double burst;
-  Unpack(state_.params.load(std::memory_order_acquire), &rate, &burst);
-  return rate;
+  std::lock_guard<std::mutex> lock(set_rate_mu_);
+  return LoadParams(state_.generation.load(std::memory_order_relaxed)).rate;
 }
 
 double TokenBucket::burst() const {
-  double rate;
-  double burst;
-  Unpack(state_.params.load(std::memory_order_acquire), &rate, &burst);
-  return burst;
+  std::lock_guard<std::mutex> lock(set_rate_mu_);
+  return LoadParams(state_.generation.load(std::memory_order_relaxed)).burst;
 }
 
 }  // namespace spillway

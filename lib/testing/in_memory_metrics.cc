@@ -13,8 +13,8 @@ namespace {
 
 void AtomicAdd(std::atomic<double>& target, double v) {
   double old = target.load(std::memory_order_relaxed);
-  while (!target.compare_exchange_weak(old, old + v,
-                                       std::memory_order_relaxed)) {
+  while (
+      !target.compare_exchange_weak(old, old + v, std::memory_order_relaxed)) {
   }
 }
 

@@ -25,9 +25,8 @@ void SimulatedClock::AdvanceTo(MonotonicTime t) {
       std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch())
           .count();
   int64_t now = now_ns_.load(std::memory_order_acquire);
-  while (now < target &&
-         !now_ns_.compare_exchange_weak(now, target,
-                                        std::memory_order_acq_rel)) {
+  while (now < target && !now_ns_.compare_exchange_weak(
+                             now, target, std::memory_order_acq_rel)) {
   }
   WakeAll();
 }
@@ -64,9 +63,9 @@ bool SimulatedClock::WaitUntil(std::condition_variable& cv,
   lock.unlock();
   {
     std::lock_guard<std::mutex> registry_lock(registry_mu_);
-    registry_.erase(std::find_if(
-        registry_.begin(), registry_.end(),
-        [&cv](const Registration& r) { return r.cv == &cv; }));
+    registry_.erase(
+        std::find_if(registry_.begin(), registry_.end(),
+                     [&cv](const Registration& r) { return r.cv == &cv; }));
   }
   lock.lock();
   // Re-read: the state may have changed while the mutex was released.

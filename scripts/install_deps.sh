@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what spillway needs to build and test, from Debian's archive.
+# Idempotent: when every package is already installed it returns at once,
+# without touching the network. Run as root (or with sudo) on Debian 12.
+set -euo pipefail
+
+PACKAGES=(
+  g++ cmake ninja-build pkg-config git
+  libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
+  # clang builds the sanitizer suites and checks -Wthread-safety.
+  clang libclang-rt-14-dev clang-format
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+  exit 0
+fi
+
+echo "install_deps: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

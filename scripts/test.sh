@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# spillway's whole test suite, as CI runs it (.ci/run calls this and nothing
+# else). Three builds, each configured, built and tested with ctest:
+#   plain  RelWithDebInfo, g++ (also builds and smoke-runs the benchmarks)
+#   asan   AddressSanitizer + UndefinedBehaviorSanitizer, clang
+#          (also checks the thread-safety annotations, -Wthread-safety)
+#   tsan   ThreadSanitizer, clang
+# Exits non-zero if any build or any test fails. Build trees go to
+# build-<name>/ under the repository (override with SPILLWAY_BUILD_ROOT).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BUILD_ROOT=${SPILLWAY_BUILD_ROOT:-$ROOT}
+JOBS=${SPILLWAY_JOBS:-$(nproc)}
+
+"$ROOT/scripts/install_deps.sh"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+SAN_COMMON="-fno-omit-frame-pointer -fno-sanitize-recover=all"
+
+run_build() {
+  local name=$1
+  shift
+  local dir="$BUILD_ROOT/build-$name"
+  echo "=== [$name] configure" >&2
+  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  echo "=== [$name] build" >&2
+  cmake --build "$dir" -j "$JOBS"
+  echo "=== [$name] test" >&2
+  ctest --test-dir "$dir" --output-on-failure -j "$JOBS" --timeout 900
+}
+
+start=$(date +%s)
+run_build plain -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++
+run_build asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DSPILLWAY_BUILD_BENCHMARKS=OFF \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined $SAN_COMMON"
+run_build tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
+  -DSPILLWAY_BUILD_BENCHMARKS=OFF \
+  "-DCMAKE_CXX_FLAGS=-fsanitize=thread $SAN_COMMON"
+echo "=== all three builds passed in $(( $(date +%s) - start )) s" >&2

@@ -2,7 +2,8 @@
 //
 // Tokens accrue at `rate` per second up to `burst`; a write consumes one (or
 // `n`) tokens. `TryConsume` either takes the tokens or refuses and reports
-// exactly how long until they will be there. `ConsumeWithBorrow` never
+// exactly how long until they will be there (rounded up to the nanosecond,
+// so waiting that long always suffices). `ConsumeWithBorrow` never
 // refuses a satisfiable request: it takes the tokens on credit, driving the
 // balance negative, and returns how long the caller should wait before
 // acting (the balance is back to zero then). `Return` gives tokens back, e.g.
@@ -18,20 +19,28 @@
 // is one atomic `zero_time`, the instant at which the bucket was (or will
 // be) empty. At time `now` the bucket holds
 //     tokens(now) = min(burst, (now - zero_time) * rate)
-// and consuming `n` tokens stores
+// and consuming `n` tokens stores, with one compare-exchange,
 //     zero_time' = now - (tokens(now) - n) / rate
-// with one compare-exchange. `zero_time` only moves forward on consume, so
-// a thread holding an older `now` than another computes fewer tokens, never
-// more: out-of-order timestamps never mint tokens. Tokens are compared with
-// a tolerance of 1e-9 tokens to absorb floating-point rounding.
+//                = max(zero_time + n / rate, now - (burst - n) / rate).
+// `zero_time` only moves forward on consume, so a thread holding an older
+// `now` than another computes fewer tokens, never more: out-of-order
+// timestamps never mint tokens.
+//
+// Exact time: unlike folly, which keeps seconds in a double, `zero_time` is
+// an integer count of 1/16 ns since the bucket was built (18 years of
+// range). Comparisons are exact integer arithmetic, so accuracy does not
+// decay with uptime or rate: a token is there at the refill instant, not a
+// rounding error later. The only rounding is of one token's worth of time,
+// n * 16e9 / rate units, to an integer, once per call (at most 1/32 ns).
+// Hence `burst / rate`, the time to fill the bucket, may be at most 1e8 s.
 //
 // Rate changes: `SetRate` keeps the tokens the bucket holds (capped at the
-// new burst) and applies the new rate from that instant. Rate, burst and
-// 1/rate live in one of two parameter slots, chosen by a generation word on
-// the same cache line as `zero_time` (a seqlock with two buffers: readers
-// never wait on a writer, they retry if the generation moved under them).
-// While a change is being applied, a concurrent `TryConsume` refuses
-// conservatively rather than mixing old and new parameters.
+// new burst) and applies the new rate from that instant. The parameters
+// live in one of two slots, chosen by a generation word on the same cache
+// line as `zero_time` (a seqlock with two buffers: readers never wait on a
+// writer, they retry if the generation moved under them). While a change is
+// being applied, a concurrent `TryConsume` refuses conservatively rather than
+// mixing old and new parameters.
 //
 // Metrics: decisions go to `spillway_admitted_total` and
 // `spillway_rejected_total` with gate="token_bucket", priority="any"; rate
@@ -65,7 +74,8 @@ struct TokenBucketOptions {
   double rate = 1000.0;
 
   // Capacity: the most tokens the bucket holds, i.e. the largest burst.
-  // Default: 100. REQUIRES: finite, >= 1 and <= 1e9.
+  // Default: 100. REQUIRES: finite, >= 1 and <= 1e9, and burst / rate (the
+  // time to fill the bucket) <= 1e8 seconds.
   double burst = 100.0;
 
   // Tokens at construction. Default: unset, meaning a full bucket (`burst`).
@@ -131,35 +141,43 @@ class TokenBucket {
  private:
   explicit TokenBucket(const TokenBucketOptions& options);
 
-  // Seconds since `origin_` of `now`. Small values keep double precision.
-  double Seconds(MonotonicTime now) const;
+  // Time unit of the state: 1/16 ns, so that one token at the highest rate
+  // (1e9/s) is an integer 16 units.
+  static constexpr int64_t kUnitsPerNanosecond = 16;
+
+  // Units since `origin_` of `now`.
+  int64_t Units(MonotonicTime now) const;
 
   Clock& clock_;
   const MonotonicTime origin_;
 
   struct Params {
     double rate;
-    double inv_rate;  // 1 / rate: consuming multiplies, never divides.
     double burst;
+    double units_per_token;  // 16e9 / rate: consuming multiplies.
+    int64_t burst_units;     // Time to fill the bucket, in units.
   };
-  // Reads the parameters of an even generation `gen`. Relaxed atomics, so a
-  // slot rewritten under a slow reader is a retry, never a data race.
+  // Reads the parameters of generation `gen`. Relaxed atomics, so a slot
+  // rewritten under a slow reader is a retry, never a data race.
   Params LoadParams(uint64_t gen) const;
   // One consistent snapshot of the state; false if torn (retry).
-  bool ReadState(uint64_t* gen, Params* params, double* zero_time) const;
+  bool ReadState(uint64_t* gen, Params* params, int64_t* zero_time) const;
+  // Time worth of `n` tokens, in units, rounded to the nearest unit.
+  static int64_t Need(double n, const Params& params);
 
   // The whole mutable state, on one cache line:
-  //   zero_time  seconds since `origin_` at which the bucket is (was) empty;
+  //   zero_time  units since `origin_` at which the bucket is (was) empty;
   //   generation even when stable, odd while SetRate applies a change; the
   //              active parameter slot is (generation / 2) % 2;
   //   slots      two parameter sets; SetRate writes the inactive one.
   struct alignas(64) State {
-    std::atomic<double> zero_time{0.0};
+    std::atomic<int64_t> zero_time{0};
     std::atomic<uint64_t> generation{0};
     struct Slot {
       std::atomic<double> rate{0};
-      std::atomic<double> inv_rate{0};
       std::atomic<double> burst{0};
+      std::atomic<double> units_per_token{0};
+      std::atomic<int64_t> burst_units{0};
     } slots[2];
   };
   State state_;

@@ -10,11 +10,10 @@
 namespace spillway {
 namespace {
 
-// Tolerance when comparing token counts, to absorb rounding in the
-// time-times-rate products.
-constexpr double kEpsilon = 1e-9;
 constexpr double kMaxRate = 1e9;
 constexpr double kMaxBurst = 1e9;
+constexpr double kMaxFillSeconds = 1e8;
+constexpr double kUnitsPerSecond = 16e9;
 
 absl::Status CheckRate(absl::string_view field, double rate) {
   if (!std::isfinite(rate) || rate <= 0 || rate > kMaxRate) {
@@ -34,6 +33,21 @@ absl::Status CheckBurst(absl::string_view field, double burst) {
   return absl::OkStatus();
 }
 
+absl::Status CheckFillTime(absl::string_view what, double rate, double burst) {
+  if (burst / rate > kMaxFillSeconds) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "%s: burst / rate (the time to fill the bucket) must be <= %g s; got "
+        "burst=%g, rate=%g (%g s)",
+        what, kMaxFillSeconds, burst, rate, burst / rate));
+  }
+  return absl::OkStatus();
+}
+
+// Rounds a non-negative unit count up to whole nanoseconds.
+absl::Duration CeilNanoseconds(int64_t units, int64_t units_per_ns) {
+  return absl::Nanoseconds((units + units_per_ns - 1) / units_per_ns);
+}
+
 }  // namespace
 
 absl::Status ValidateTokenBucketOptions(const TokenBucketOptions& options) {
@@ -42,6 +56,11 @@ absl::Status ValidateTokenBucketOptions(const TokenBucketOptions& options) {
     return s;
   }
   if (absl::Status s = CheckBurst("TokenBucketOptions.burst", options.burst);
+      !s.ok()) {
+    return s;
+  }
+  if (absl::Status s =
+          CheckFillTime("TokenBucketOptions", options.rate, options.burst);
       !s.ok()) {
     return s;
   }
@@ -84,29 +103,39 @@ TokenBucket::TokenBucket(const TokenBucketOptions& options)
   burst_gauge_ = sink.Gauge(metrics::kBucketBurst, {options.name});
 
   State::Slot& slot = state_.slots[0];
+  const double units_per_token = kUnitsPerSecond / options.rate;
   slot.rate.store(options.rate, std::memory_order_relaxed);
-  slot.inv_rate.store(1.0 / options.rate, std::memory_order_relaxed);
   slot.burst.store(options.burst, std::memory_order_relaxed);
+  slot.units_per_token.store(units_per_token, std::memory_order_relaxed);
+  slot.burst_units.store(std::llround(options.burst * units_per_token),
+                         std::memory_order_relaxed);
   const double initial = options.initial_tokens.value_or(options.burst);
-  state_.zero_time.store(-initial / options.rate, std::memory_order_relaxed);
+  state_.zero_time.store(-std::llround(initial * units_per_token),
+                         std::memory_order_relaxed);
   state_.generation.store(0, std::memory_order_release);
   rate_gauge_->Set(options.rate);
   burst_gauge_->Set(options.burst);
 }
 
+int64_t TokenBucket::Units(MonotonicTime now) const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(now - origin_)
+             .count() *
+         kUnitsPerNanosecond;
+}
+
+int64_t TokenBucket::Need(double n, const Params& params) {
+  // n <= burst here, so this is at most burst_units: no overflow. Adding 0.5
+  // and truncating rounds a non-negative value to nearest without a libm
+  // call.
+  return static_cast<int64_t>(n * params.units_per_token + 0.5);
+}
+
 TokenBucket::Params TokenBucket::LoadParams(uint64_t gen) const {
   const State::Slot& slot = state_.slots[(gen >> 1) & 1];
   return Params{slot.rate.load(std::memory_order_relaxed),
-                slot.inv_rate.load(std::memory_order_relaxed),
-                slot.burst.load(std::memory_order_relaxed)};
-}
-
-double TokenBucket::Seconds(MonotonicTime now) const {
-  // A multiply, not duration<double>'s division by 1e9.
-  return static_cast<double>(
-             std::chrono::duration_cast<std::chrono::nanoseconds>(now - origin_)
-                 .count()) *
-         1e-9;
+                slot.burst.load(std::memory_order_relaxed),
+                slot.units_per_token.load(std::memory_order_relaxed),
+                slot.burst_units.load(std::memory_order_relaxed)};
 }
 
 // Every operation reads a consistent (generation, parameters, zero_time)
@@ -116,7 +145,7 @@ double TokenBucket::Seconds(MonotonicTime now) const {
 // before it rebases zero_time, so a rebased zero_time is never paired with
 // the old parameters.
 bool TokenBucket::ReadState(uint64_t* gen, Params* params,
-                            double* zero_time) const {
+                            int64_t* zero_time) const {
   *gen = state_.generation.load(std::memory_order_acquire);
   *params = LoadParams(*gen);
   *zero_time = state_.zero_time.load(std::memory_order_acquire);
@@ -125,11 +154,11 @@ bool TokenBucket::ReadState(uint64_t* gen, Params* params,
 }
 
 bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
-  const double now = Seconds(clock_.Now());
+  const int64_t now = Units(clock_.Now());
   for (;;) {
     uint64_t gen;
     Params params;
-    double zero_time;
+    int64_t zero_time;
     if (!ReadState(&gen, &params, &zero_time)) continue;
     if ((gen & 1) || n > params.burst) {
       // A SetRate mid-flight (refuse rather than mix parameters), or a
@@ -142,20 +171,19 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
       return false;
     }
     // In time units, so only a compare and an add depend on zero_time:
-    //   tokens(now) >= n  <=>  zero_time <= now - n / rate
-    //   next = now - (min(burst, (now - zero_time) * rate) - n) / rate
-    //        = max(zero_time + n / rate, now - (burst - n) / rate)
-    // next >= zero_time: a consume never moves zero_time back.
-    const double need = n * params.inv_rate;
-    if (zero_time > now - need + kEpsilon * params.inv_rate) {
+    //   tokens(now) >= n  <=>  zero_time + need <= now
+    //   next = max(zero_time + need, now - burst_units + need)
+    // next > zero_time for n > 0: a consume never moves zero_time back.
+    const int64_t need = Need(n, params);
+    const int64_t ready_at = zero_time + need;
+    if (ready_at > now) {
       if (retry_after != nullptr) {
-        *retry_after = absl::Seconds(zero_time + need - now);
+        *retry_after = CeilNanoseconds(ready_at - now, kUnitsPerNanosecond);
       }
       if (report_) rejected_->Increment();
       return false;
     }
-    const double next =
-        std::max(zero_time + need, now - (params.burst - n) * params.inv_rate);
+    const int64_t next = std::max(ready_at, now - params.burst_units + need);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
@@ -166,11 +194,11 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
 }
 
 std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
-  const double now = Seconds(clock_.Now());
+  const int64_t now = Units(clock_.Now());
   for (;;) {
     uint64_t gen;
     Params params;
-    double zero_time;
+    int64_t zero_time;
     if (!ReadState(&gen, &params, &zero_time)) continue;
     if (gen & 1) {
       std::this_thread::yield();
@@ -181,32 +209,34 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
       return std::nullopt;
     }
     // As TryConsume, without the refusal: next may lie in the future (debt).
-    const double next = std::max(zero_time + n * params.inv_rate,
-                                 now - (params.burst - n) * params.inv_rate);
+    const int64_t need = Need(n, params);
+    const int64_t next =
+        std::max(zero_time + need, now - params.burst_units + need);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
       if (report_) admitted_->Increment();
-      // The balance is back at zero when now reaches next.
-      if (next <= now + kEpsilon * params.inv_rate) return absl::ZeroDuration();
-      return absl::Seconds(next - now);
+      // The balance is back at zero when the clock reaches next.
+      if (next <= now) return absl::ZeroDuration();
+      return CeilNanoseconds(next - now, kUnitsPerNanosecond);
     }
   }
 }
 
 void TokenBucket::Return(double n) {
-  const double now = Seconds(clock_.Now());
+  const int64_t now = Units(clock_.Now());
   for (;;) {
     uint64_t gen;
     Params params;
-    double zero_time;
+    int64_t zero_time;
     if (!ReadState(&gen, &params, &zero_time)) continue;
     if (gen & 1) {
       std::this_thread::yield();
       continue;
     }
-    const double next = std::max(zero_time - n * params.inv_rate,
-                                 now - params.burst * params.inv_rate);
+    // Never above burst: zero_time no earlier than now - burst_units.
+    const int64_t give = Need(std::min(n, params.burst), params);
+    const int64_t next = std::max(zero_time - give, now - params.burst_units);
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
                                                std::memory_order_relaxed)) {
@@ -216,17 +246,18 @@ void TokenBucket::Return(double n) {
 }
 
 double TokenBucket::Available() const {
-  const double now = Seconds(clock_.Now());
+  const int64_t now = Units(clock_.Now());
   for (;;) {
     uint64_t gen;
     Params params;
-    double zero_time;
+    int64_t zero_time;
     if (!ReadState(&gen, &params, &zero_time)) continue;
     if (gen & 1) {
       std::this_thread::yield();
       continue;
     }
-    return std::min(params.burst, (now - zero_time) * params.rate);
+    if (now - zero_time >= params.burst_units) return params.burst;
+    return static_cast<double>(now - zero_time) / params.units_per_token;
   }
 }
 
@@ -238,9 +269,15 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = CheckFillTime("TokenBucket::SetRate", rate, burst);
+      !s.ok()) {
+    return s;
+  }
   std::lock_guard<std::mutex> lock(set_rate_mu_);
   const uint64_t gen = state_.generation.load(std::memory_order_relaxed);
   const Params old = LoadParams(gen);
+  const double units_per_token = kUnitsPerSecond / rate;
+  const int64_t burst_units = std::llround(burst * units_per_token);
 
   // 1. Mark the change (odd generation): consumers stop pairing the old
   //    parameters with zero_time. 2. Rebase zero_time: the balance now,
@@ -248,12 +285,14 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
   //    expressed in the new rate. 3. Fill the inactive slot and publish it.
   state_.generation.store(gen + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
-  const double now = Seconds(clock_.Now());
-  double zero_time = state_.zero_time.load(std::memory_order_acquire);
+  const int64_t now = Units(clock_.Now());
+  int64_t zero_time = state_.zero_time.load(std::memory_order_acquire);
   for (;;) {
-    const double tokens =
-        std::min(burst, std::min(old.burst, (now - zero_time) * old.rate));
-    if (state_.zero_time.compare_exchange_weak(zero_time, now - tokens / rate,
+    const double tokens = std::min(
+        burst, static_cast<double>(std::min(now - zero_time, old.burst_units)) /
+                   old.units_per_token);
+    const int64_t next = now - std::llround(tokens * units_per_token);
+    if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
       break;
@@ -261,8 +300,9 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
   }
   State::Slot& slot = state_.slots[((gen + 2) >> 1) & 1];
   slot.rate.store(rate, std::memory_order_relaxed);
-  slot.inv_rate.store(1.0 / rate, std::memory_order_relaxed);
   slot.burst.store(burst, std::memory_order_relaxed);
+  slot.units_per_token.store(units_per_token, std::memory_order_relaxed);
+  slot.burst_units.store(burst_units, std::memory_order_relaxed);
   state_.generation.store(gen + 2, std::memory_order_release);
   rate_gauge_->Set(rate);
   burst_gauge_->Set(burst);

@@ -67,8 +67,10 @@ class AimdLimit final : public Limit {
 
   // Applies one AIMD step. Thread-safe; lock-free.
   void OnSample(const LimitSample& sample) override;
+  // options().max_limit. Thread-safe.
   int max_limit() const override { return options_.max_limit; }
 
+  // The options it was built with. Thread-safe.
   const AimdLimitOptions& options() const { return options_; }
 
  private:

@@ -35,7 +35,7 @@ namespace spillway {
 using MonotonicTime = std::chrono::steady_clock::time_point;
 
 // Converts between the chrono durations of `MonotonicTime` arithmetic and the
-// `absl::Duration` used in spillway's options and results.
+// `absl::Duration` used in spillway's options and results. Thread-safe.
 inline absl::Duration ToDuration(MonotonicTime::duration d) {
   return absl::Nanoseconds(
       std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());

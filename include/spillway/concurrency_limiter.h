@@ -58,10 +58,14 @@
 // Metrics (names in spillway/metric_names.h): admitted and rejected totals
 // by priority and reason, in-flight, limit, queued, outcomes, latency.
 //
-// Thread safety: all methods are thread-safe. `TryAcquire` and the release
-// of a permit are lock-free and allocation-free, and make no system call
-// beyond reading the clock; a release takes the queue mutex only while
-// someone waits. `Acquire` locks and blocks.
+// Locking: `TryAcquire` and the release of a permit are lock-free (one
+// compare-exchange to admit, one fetch-sub to release) and allocation-free,
+// and make no system call (the steady clock is read through the vDSO). A
+// release takes the queue mutex only while someone waits in `Acquire`.
+// Reporting binds metric handles at construction; with the default no-op
+// sink the hot path skips it with one branch.
+//
+// Thread safety: all methods are thread-safe. `Acquire` locks and blocks.
 
 #ifndef SPILLWAY_CONCURRENCY_LIMITER_H_
 #define SPILLWAY_CONCURRENCY_LIMITER_H_
@@ -106,12 +110,15 @@ enum class QueueOrder : uint8_t {
           // still within their deadline.
 };
 
+// One priority's share of the limit. The defaults of a default-constructed
+// PartitionOptions are below; ConcurrencyLimiterOptions::partitions sets its
+// own defaults per priority.
 struct PartitionOptions {
   // Share of the limit reserved for this priority, never lent to others.
-  // REQUIRES: in [0, 1]; the sum over priorities <= 1.
+  // Default: 0. REQUIRES: in [0, 1]; the sum over priorities <= 1.
   double guaranteed_fraction = 0.0;
   // Largest share of the limit this priority may occupy.
-  // REQUIRES: in (0, 1] and >= guaranteed_fraction.
+  // Default: 1. REQUIRES: in (0, 1] and >= guaranteed_fraction.
   double max_fraction = 1.0;
 };
 
@@ -169,18 +176,23 @@ class Permit {
   Permit& operator=(const Permit&) = delete;
   ~Permit() { Ignore(); }
 
-  // The write completed: feeds its latency to the limit algorithm.
+  // The write completed: releases the slot and feeds the write's latency to
+  // the limit algorithm. No-op on an empty permit. Not thread-safe on one
+  // permit; lock-free.
   void Success() { Release(Outcome::kSuccess); }
   // The write failed because the database is congested (timeout, overload):
-  // a congestion signal for the limit algorithm.
+  // releases the slot with a congestion signal for the limit algorithm.
+  // No-op on an empty permit. Not thread-safe on one permit; lock-free.
   void Dropped() { Release(Outcome::kDropped); }
-  // Releases without a sample. No-op on an empty permit.
+  // Releases the slot without a sample. No-op on an empty permit. Not
+  // thread-safe on one permit; lock-free.
   void Ignore() { Release(Outcome::kIgnored); }
 
-  // True until released or moved from.
+  // True until released or moved from. Not thread-safe on one permit.
   bool valid() const { return limiter_ != nullptr; }
   explicit operator bool() const { return valid(); }
 
+  // What the permit was admitted with. Not thread-safe on one permit.
   Priority priority() const { return priority_; }
   MonotonicTime start() const { return start_; }
   // In-flight writes when this one was admitted, itself included.
@@ -203,6 +215,7 @@ class Permit {
 };
 
 // The result of an admission: a permit, or a rejection saying why not.
+// A value type; not thread-safe (as any value, one thread at a time).
 class Admission {
  public:
   static Admission Admitted(Permit permit) {
@@ -264,6 +277,7 @@ class ConcurrencyLimiter {
   // The retry hint a limiter rejection would carry now. Thread-safe.
   absl::Duration retry_after() const;
 
+  // The `name` option and the limit algorithm. Thread-safe.
   const std::string& name() const { return name_; }
   Limit& limit_algorithm() const { return *limit_; }
 

@@ -26,6 +26,7 @@ class FixedLimit final : public Limit {
 
   // Ignores the sample. Thread-safe.
   void OnSample(const LimitSample&) override {}
+  // The fixed limit. Thread-safe.
   int max_limit() const override { return current(); }
 
  private:

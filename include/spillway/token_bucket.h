@@ -46,6 +46,10 @@
 // `spillway_rejected_total` with gate="token_bucket", priority="any"; rate
 // and burst to `spillway_bucket_rate` and `spillway_bucket_burst`.
 //
+// Locking: consuming is a compare-exchange loop on `zero_time`; it never
+// takes a lock, allocates or makes a system call. `SetRate` takes a mutex
+// that only other `SetRate` calls (and the `rate()`/`burst()` getters) use.
+//
 // Thread safety: all methods are thread-safe. `TryConsume`,
 // `ConsumeWithBorrow`, `Return` and `Available` are lock-free and
 // allocation-free; `SetRate` serializes with other `SetRate` calls only.
@@ -162,6 +166,14 @@ class TokenBucket {
   Params LoadParams(uint64_t gen) const;
   // One consistent snapshot of the state; false if torn (retry).
   bool ReadState(uint64_t* gen, Params* params, int64_t* zero_time) const;
+  struct Snapshot {
+    uint64_t gen;
+    Params params;
+    int64_t zero_time;
+  };
+  // A consistent snapshot outside any SetRate: retries torn reads and
+  // yields while a SetRate is applying its change.
+  Snapshot ReadStable() const;
   // Time worth of `n` tokens, in units, rounded to the nearest unit.
   static int64_t Need(double n, const Params& params);
 

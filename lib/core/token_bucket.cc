@@ -153,6 +153,15 @@ bool TokenBucket::ReadState(uint64_t* gen, Params* params,
   return state_.generation.load(std::memory_order_relaxed) == *gen;
 }
 
+TokenBucket::Snapshot TokenBucket::ReadStable() const {
+  for (;;) {
+    Snapshot snap;
+    if (!ReadState(&snap.gen, &snap.params, &snap.zero_time)) continue;
+    if ((snap.gen & 1) == 0) return snap;
+    std::this_thread::yield();  // SetRate is applying its three stores.
+  }
+}
+
 bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
   const int64_t now = Units(clock_.Now());
   for (;;) {
@@ -196,14 +205,9 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
 std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
   const int64_t now = Units(clock_.Now());
   for (;;) {
-    uint64_t gen;
-    Params params;
-    int64_t zero_time;
-    if (!ReadState(&gen, &params, &zero_time)) continue;
-    if (gen & 1) {
-      std::this_thread::yield();
-      continue;
-    }
+    Snapshot snap = ReadStable();
+    const Params& params = snap.params;
+    int64_t& zero_time = snap.zero_time;
     if (n > params.burst) {
       if (report_) rejected_->Increment();
       return std::nullopt;
@@ -226,14 +230,9 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
 void TokenBucket::Return(double n) {
   const int64_t now = Units(clock_.Now());
   for (;;) {
-    uint64_t gen;
-    Params params;
-    int64_t zero_time;
-    if (!ReadState(&gen, &params, &zero_time)) continue;
-    if (gen & 1) {
-      std::this_thread::yield();
-      continue;
-    }
+    Snapshot snap = ReadStable();
+    const Params& params = snap.params;
+    int64_t& zero_time = snap.zero_time;
     // Never above burst: zero_time no earlier than now - burst_units.
     const int64_t give = Need(std::min(n, params.burst), params);
     const int64_t next = std::max(zero_time - give, now - params.burst_units);
@@ -247,18 +246,10 @@ void TokenBucket::Return(double n) {
 
 double TokenBucket::Available() const {
   const int64_t now = Units(clock_.Now());
-  for (;;) {
-    uint64_t gen;
-    Params params;
-    int64_t zero_time;
-    if (!ReadState(&gen, &params, &zero_time)) continue;
-    if (gen & 1) {
-      std::this_thread::yield();
-      continue;
-    }
-    if (now - zero_time >= params.burst_units) return params.burst;
-    return static_cast<double>(now - zero_time) / params.units_per_token;
-  }
+  const Snapshot snap = ReadStable();
+  const int64_t accrued = now - snap.zero_time;
+  if (accrued >= snap.params.burst_units) return snap.params.burst;
+  return static_cast<double>(accrued) / snap.params.units_per_token;
 }
 
 absl::Status TokenBucket::SetRate(double rate, double burst) {

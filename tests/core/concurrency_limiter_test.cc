@@ -13,6 +13,7 @@
 #include "spillway/fixed_limit.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "tests/common/eventually.h"
 
 namespace spillway {
 namespace {
@@ -20,18 +21,7 @@ namespace {
 using ::spillway::testing::InMemoryMetricsSink;
 using ::spillway::testing::SimulatedClock;
 
-// Spins (yielding, never sleeping) until `cond` holds; real time appears
-// only as a safety timeout so a broken build fails instead of hanging.
-template <typename F>
-bool Eventually(F cond) {
-  const auto give_up =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using ::spillway::test::Eventually;
 
 // Partitions that do not interfere: everything shared, no caps.
 constexpr std::array<PartitionOptions, kNumPriorities> kNoPartitions = {

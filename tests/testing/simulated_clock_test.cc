@@ -6,20 +6,12 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "tests/common/eventually.h"
 
 namespace spillway::testing {
 namespace {
 
-template <typename F>
-bool Eventually(F cond) {
-  const auto give_up =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (!cond()) {
-    if (std::chrono::steady_clock::now() > give_up) return false;
-    std::this_thread::yield();
-  }
-  return true;
-}
+using ::spillway::test::Eventually;
 
 TEST(SimulatedClockTest, MovesOnlyWhenAdvanced) {
   SimulatedClock clock;

@@ -6,10 +6,13 @@
 //   /real  the steady clock: end to end, including one or two clock reads
 //          (BM_Clock_Now measures one).
 // and against a std::mutex baseline doing the same work (BM_Mutex*), at 1 and
-// 2 threads sharing one object. Speed claims are ratios between rows of the
+// 2 threads sharing one object. BM_SharedWordCas is the hardware floor of a
+// single-word lock-free design. Speed claims are ratios between rows of the
 // same run.
 #include <benchmark/benchmark.h>
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <utility>
@@ -106,6 +109,19 @@ void BM_MutexLimiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
   state.counters["rejected"] = static_cast<double>(rejected);
 }
 
+// The floor: one load and compare-exchange on a word shared by the threads,
+// the least any single-word lock-free gate can cost. The token bucket does
+// one per admission; the limiter one to admit and one fetch-sub to release.
+void BM_SharedWordCas(benchmark::State& state) {
+  static std::atomic<int64_t> word{0};
+  for (auto _ : state) {
+    int64_t v = word.load(std::memory_order_relaxed);
+    while (!word.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+    }
+  }
+}
+
 void BM_Clock_Now(benchmark::State& state) {
   Clock& clock = RealClock();
   for (auto _ : state) {
@@ -132,6 +148,10 @@ void Register() {
           ->UseRealTime();
     }
   }
+  benchmark::RegisterBenchmark("BM_SharedWordCas", BM_SharedWordCas)
+      ->Threads(1)
+      ->Threads(2)
+      ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Clock_Now", BM_Clock_Now);
 }
 

@@ -305,12 +305,13 @@ class ConcurrencyLimiter {
 
   // In flight per priority, 21 bits each: the one word admission
   // compare-exchanges, on its own cache line since every admit and release
-  // writes it. The smoothed latency of successful writes (nanoseconds, 0:
-  // none yet) shares the line: releases write both, so a second line need
-  // not move between cores. Its update is a relaxed load-then-store; a lost
-  // update between two releases only delays the average by one sample.
+  // writes it.
   alignas(64) std::atomic<uint64_t> counts_{0};
-  std::atomic<int64_t> srtt_ns_{0};
+  // Smoothed latency of successful writes, nanoseconds (0: none yet). A
+  // relaxed load, and a store only when the average moves, so a steady
+  // latency does not make this line travel between cores; a lost update
+  // between two releases only delays the average by one sample.
+  alignas(64) std::atomic<int64_t> srtt_ns_{0};
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
   alignas(64) std::atomic<uint64_t> waiting_{0};

@@ -36,9 +36,9 @@
 //
 // Rate changes: `SetRate` keeps the tokens the bucket holds (capped at the
 // new burst) and applies the new rate from that instant. The parameters
-// live in one of two slots, chosen by a generation word on the same cache
-// line as `zero_time` (a seqlock with two buffers: readers never wait on a
-// writer, they retry if the generation moved under them). While a change is
+// live in one of two slots, chosen by a generation word (a seqlock with two
+// buffers: readers never wait on a writer, they retry if the generation
+// moved under them), on a cache line apart from `zero_time`. While a change is
 // being applied, a concurrent `TryConsume` refuses conservatively rather than
 // mixing old and new parameters.
 //
@@ -177,14 +177,17 @@ class TokenBucket {
   // Time worth of `n` tokens, in units, rounded to the nearest unit.
   static int64_t Need(double n, const Params& params);
 
-  // The whole mutable state, on one cache line:
+  // The state, on two cache lines:
   //   zero_time  units since `origin_` at which the bucket is (was) empty;
+  //              written by every consume, so alone on its line;
   //   generation even when stable, odd while SetRate applies a change; the
   //              active parameter slot is (generation / 2) % 2;
   //   slots      two parameter sets; SetRate writes the inactive one.
-  struct alignas(64) State {
-    std::atomic<int64_t> zero_time{0};
-    std::atomic<uint64_t> generation{0};
+  // Generation and slots change only in SetRate: their line stays shared in
+  // every core's cache instead of moving with each consume.
+  struct State {
+    alignas(64) std::atomic<int64_t> zero_time{0};
+    alignas(64) std::atomic<uint64_t> generation{0};
     struct Slot {
       std::atomic<double> rate{0};
       std::atomic<double> burst{0};

@@ -6,6 +6,7 @@
 #include <mutex>
 #include <utility>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_format.h"
 #include "core/mutex.h"
 #include "spillway/aimd_limit.h"
@@ -254,7 +255,8 @@ int ConcurrencyLimiter::cap(Priority priority, int limit) const {
       std::max<int64_t>({reserved(priority, limit), 1, by_fraction}));
 }
 
-bool ConcurrencyLimiter::TryAdmit(int p, int* in_flight, Reason* why) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
+    int p, int* in_flight, Reason* why) {
   const int64_t limit = limit_->current();
   const int64_t reserved_p = limit * guaranteed_ppm_[p] / kPpm;
   uint64_t word = counts_.load(std::memory_order_relaxed);
@@ -405,8 +407,8 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
     if (outcome == Outcome::kSuccess) {
       const int64_t sample = std::max<int64_t>(1, rtt_ns);
       const int64_t old = srtt_ns_.load(std::memory_order_relaxed);
-      srtt_ns_.store(old == 0 ? sample : old + (sample - old) / 8,
-                     std::memory_order_relaxed);
+      const int64_t next = old == 0 ? sample : old + (sample - old) / 8;
+      if (next != old) srtt_ns_.store(next, std::memory_order_relaxed);
     }
     if (report_) {
       latency_[static_cast<int>(outcome)]->Observe(static_cast<double>(rtt_ns) *

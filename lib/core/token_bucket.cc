@@ -4,6 +4,7 @@
 #include <cmath>
 #include <thread>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_format.h"
 #include "spillway/rejection.h"
 
@@ -117,20 +118,23 @@ TokenBucket::TokenBucket(const TokenBucketOptions& options)
   burst_gauge_->Set(options.burst);
 }
 
-int64_t TokenBucket::Units(MonotonicTime now) const {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t TokenBucket::Units(
+    MonotonicTime now) const {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(now - origin_)
              .count() *
          kUnitsPerNanosecond;
 }
 
-int64_t TokenBucket::Need(double n, const Params& params) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t TokenBucket::Need(
+    double n, const Params& params) {
   // n <= burst here, so this is at most burst_units: no overflow. Adding 0.5
   // and truncating rounds a non-negative value to nearest without a libm
   // call.
   return static_cast<int64_t>(n * params.units_per_token + 0.5);
 }
 
-TokenBucket::Params TokenBucket::LoadParams(uint64_t gen) const {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline TokenBucket::Params TokenBucket::LoadParams(
+    uint64_t gen) const {
   const State::Slot& slot = state_.slots[(gen >> 1) & 1];
   return Params{slot.rate.load(std::memory_order_relaxed),
                 slot.burst.load(std::memory_order_relaxed),
@@ -144,8 +148,8 @@ TokenBucket::Params TokenBucket::LoadParams(uint64_t gen) const {
 // moved in between; the caller retries. SetRate makes the generation odd
 // before it rebases zero_time, so a rebased zero_time is never paired with
 // the old parameters.
-bool TokenBucket::ReadState(uint64_t* gen, Params* params,
-                            int64_t* zero_time) const {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool TokenBucket::ReadState(
+    uint64_t* gen, Params* params, int64_t* zero_time) const {
   *gen = state_.generation.load(std::memory_order_acquire);
   *params = LoadParams(*gen);
   *zero_time = state_.zero_time.load(std::memory_order_acquire);
@@ -165,11 +169,10 @@ TokenBucket::Snapshot TokenBucket::ReadStable() const {
 bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
   const int64_t now = Units(clock_.Now());
   for (;;) {
-    uint64_t gen;
-    Params params;
-    int64_t zero_time;
-    if (!ReadState(&gen, &params, &zero_time)) continue;
+    const uint64_t gen = state_.generation.load(std::memory_order_acquire);
+    const Params params = LoadParams(gen);
     if ((gen & 1) || n > params.burst) {
+      if (state_.generation.load(std::memory_order_acquire) != gen) continue;
       // A SetRate mid-flight (refuse rather than mix parameters), or a
       // request no wait can satisfy.
       if (retry_after != nullptr) {
@@ -179,25 +182,35 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
       if (report_) rejected_->Increment();
       return false;
     }
-    // In time units, so only a compare and an add depend on zero_time:
+    // Everything that does not depend on zero_time is computed before it is
+    // read, so the window between the read and the compare-exchange (where
+    // another core can take the cache line) stays a few instructions.
+    // In time units:
     //   tokens(now) >= n  <=>  zero_time + need <= now
     //   next = max(zero_time + need, now - burst_units + need)
     // next > zero_time for n > 0: a consume never moves zero_time back.
     const int64_t need = Need(n, params);
-    const int64_t ready_at = zero_time + need;
-    if (ready_at > now) {
-      if (retry_after != nullptr) {
-        *retry_after = CeilNanoseconds(ready_at - now, kUnitsPerNanosecond);
+    const int64_t full_next = now - params.burst_units + need;
+    int64_t zero_time = state_.zero_time.load(std::memory_order_acquire);
+    for (;;) {
+      // The seqlock check: zero_time (read above, or by a failed
+      // compare-exchange) belongs to generation `gen`.
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (state_.generation.load(std::memory_order_relaxed) != gen) break;
+      const int64_t ready_at = zero_time + need;
+      if (ready_at > now) {
+        if (retry_after != nullptr) {
+          *retry_after = CeilNanoseconds(ready_at - now, kUnitsPerNanosecond);
+        }
+        if (report_) rejected_->Increment();
+        return false;
       }
-      if (report_) rejected_->Increment();
-      return false;
-    }
-    const int64_t next = std::max(ready_at, now - params.burst_units + need);
-    if (state_.zero_time.compare_exchange_weak(zero_time, next,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
-      if (report_) admitted_->Increment();
-      return true;
+      if (state_.zero_time.compare_exchange_weak(
+              zero_time, std::max(ready_at, full_next),
+              std::memory_order_acq_rel, std::memory_order_acquire)) {
+        if (report_) admitted_->Increment();
+        return true;
+      }
     }
   }
 }

@@ -1,0 +1,164 @@
+// WindowedLimit: a Limit that aggregates completed writes into time windows
+// and lets a LimitAlgorithm decide the limit once per window.
+//
+// Per-sample algorithms react to noise; a window of samples says what the
+// database is doing. WindowedLimit collects samples from every releasing
+// thread without a lock, and when a window is over, the thread whose sample
+// closed it hands the aggregate to the algorithm and publishes the new
+// limit. The other threads never wait.
+//
+//   auto vegas = spillway::VegasLimit::Create({});
+//   auto limit = spillway::WindowedLimit::Create(std::move(*vegas), {});
+//   spillway::ConcurrencyLimiterOptions options;
+//   options.limit = std::move(*limit);
+//
+// Windows: a window closes at the first sample for which both hold:
+//   - its age reaches clamp(min_rtt_multiple * min RTT of the previous
+//     window, min_window, max_window) — long enough for writes admitted at
+//     its start to have completed;
+//   - it holds at least `min_samples` samples (a quiet window stays open).
+// The aggregate is a WindowSample: the average (or a percentile) RTT of the
+// successful writes, the smallest RTT, the largest in-flight count at
+// admission, the number of samples and of drops.
+//
+// Sampling: only completed writes (Success and Dropped) arrive here; the
+// limiter never passes rejected or ignored writes. Samples faster than
+// `min_rtt_threshold` are ignored (cache hits say nothing of the database).
+//
+// Locking: a sample is a few relaxed loads and stores into the calling
+// thread's shard — one of 16 per-thread accumulators, each on its own cache
+// line — tagged with the window's epoch. No read-modify-write, so releasing
+// threads do not contend. Closing takes a flag with one exchange; the closer
+// sums the shards, moves the epoch on and calls the algorithm. A sample that
+// races the close of its window (its store lands after the closer read its
+// shard), or two threads that share a shard and update it at the same
+// instant, lose that sample; nothing is counted twice. Percentile
+// aggregation keeps the last 64 RTTs of each shard.
+//
+// Thread safety: all methods are thread-safe; OnSample is lock-free.
+
+#ifndef SPILLWAY_WINDOWED_LIMIT_H_
+#define SPILLWAY_WINDOWED_LIMIT_H_
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "spillway/limit.h"
+#include "spillway/limit_algorithm.h"
+
+namespace spillway {
+
+enum class Aggregation : uint8_t {
+  kAverage,     // Mean RTT of the window's successful writes.
+  kPercentile,  // WindowOptions::percentile of their RTTs.
+};
+
+struct WindowOptions {
+  // Bounds of a window's duration.
+  // Default: 50 ms and 1 s. REQUIRES: 0 < min_window <= max_window.
+  absl::Duration min_window = absl::Milliseconds(50);
+  absl::Duration max_window = absl::Seconds(1);
+
+  // A window lasts at least this many times the smallest RTT of the
+  // previous window. Default: 2. REQUIRES: finite, >= 1.
+  double min_rtt_multiple = 2.0;
+
+  // Fewest samples in a window. Default: 10. REQUIRES: >= 1.
+  int min_samples = 10;
+
+  // How the window's RTT is aggregated. Default: kAverage.
+  Aggregation aggregation = Aggregation::kAverage;
+
+  // The percentile of kPercentile. Default: 0.9. REQUIRES: in (0, 1].
+  double percentile = 0.9;
+
+  // Samples faster than this are ignored. Default: 0 (none ignored).
+  // REQUIRES: >= 0.
+  absl::Duration min_rtt_threshold = absl::ZeroDuration();
+};
+
+// Checks every field; the error names the field and its value. Thread-safe.
+absl::Status ValidateWindowOptions(const WindowOptions& options);
+
+class WindowedLimit final : public Limit {
+ public:
+  // Validates `options` and wraps `algorithm`, whose initial limit becomes
+  // the limit. REQUIRES: algorithm not null, with 1 <= min_limit() <=
+  // initial_limit() <= max_limit() <= kMaxConcurrencyLimit. Thread-safe.
+  static absl::StatusOr<std::unique_ptr<WindowedLimit>> Create(
+      std::unique_ptr<LimitAlgorithm> algorithm, const WindowOptions& options);
+
+  ~WindowedLimit() override;
+
+  // Adds the sample to the current window; closes the window when due.
+  // Thread-safe; lock-free (one exchange when a window is due).
+  void OnSample(const LimitSample& sample) override;
+
+  // The algorithm's max_limit(). Thread-safe.
+  int max_limit() const override { return max_limit_; }
+
+  // Windows closed so far. Thread-safe; the value may be stale at once.
+  int64_t windows_closed() const {
+    return windows_closed_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  static constexpr int kShards = 16;
+  static constexpr int kRing = 64;
+
+  // One thread's accumulator. Every word holds the window epoch in its top
+  // 16 bits and a value in the low 48; a word from another epoch reads as
+  // zero. Written with relaxed load/store by its owner thread(s); read and
+  // re-stamped by the closer.
+  struct alignas(64) Shard {
+    std::atomic<uint64_t> count{0};        // Successful samples.
+    std::atomic<uint64_t> sum_ns{0};       // Their RTTs, summed.
+    std::atomic<uint64_t> drops{0};        // Dropped samples.
+    std::atomic<uint64_t> drop_sum_ns{0};  // Their RTTs, summed.
+    std::atomic<uint64_t> min_ns{0};       // Smallest RTT (any outcome).
+    std::atomic<uint64_t> max_in_flight{0};
+  };
+
+  WindowedLimit(std::unique_ptr<LimitAlgorithm> algorithm,
+                const WindowOptions& options);
+  // The closer: aggregates, calls the algorithm, opens the next window.
+  void MaybeClose(int64_t end_ns);
+  static int ShardIndex();
+
+  const std::unique_ptr<LimitAlgorithm> algorithm_;
+  const WindowOptions options_;
+  const int min_limit_;
+  const int max_limit_;
+  const int64_t min_window_ns_;
+  const int64_t max_window_ns_;
+  const int64_t min_rtt_threshold_ns_;
+
+  // The open window: its epoch, start and duration. Written once per window
+  // by the closer, read by every sample: a cache line of its own.
+  struct alignas(64) Window {
+    std::atomic<uint64_t> epoch{1};
+    std::atomic<int64_t> start_ns{0};  // 0: not started (first sample starts)
+    std::atomic<int64_t> duration_ns{0};
+  };
+  Window window_;
+  // Set by the thread closing a window; the others skip closing.
+  alignas(64) std::atomic<bool> closing_{false};
+  std::atomic<int64_t> windows_closed_{0};
+
+  std::array<Shard, kShards> shards_;
+  // Percentile mode: the last kRing RTTs of each shard (epoch-tagged), slot
+  // chosen by the shard's sample count. Null in average mode.
+  std::unique_ptr<std::atomic<uint64_t>[]> ring_;
+  // Percentile mode: the closer's buffer for nth_element (closer-only).
+  std::unique_ptr<uint64_t[]> scratch_;
+};
+
+}  // namespace spillway
+
+#endif  // SPILLWAY_WINDOWED_LIMIT_H_

@@ -61,6 +61,12 @@ class LimitAlgorithm {
   // Returns the limit after `window`, given the limit in force while it was
   // collected. REQUIRES: window.samples > 0. Not thread-safe.
   virtual int Update(const WindowSample& window, int limit) = 0;
+
+  // Writes admitted before this instant are left out of later windows (an
+  // algorithm that starts a measurement at a pinned concurrency wants no
+  // samples from before it). Read after every Update. Default: never
+  // (MonotonicTime::min()). Not thread-safe.
+  virtual MonotonicTime discard_before() const { return MonotonicTime::min(); }
 };
 
 }  // namespace spillway

@@ -5,7 +5,8 @@
 // database is doing. WindowedLimit collects samples from every releasing
 // thread without a lock, and when a window is over, the thread whose sample
 // closed it hands the aggregate to the algorithm and publishes the new
-// limit. The other threads never wait.
+// limit. The other threads never wait. Samples of writes admitted before the
+// algorithm's `discard_before()` are ignored.
 //
 //   auto vegas = spillway::VegasLimit::Create({});
 //   auto limit = spillway::WindowedLimit::Create(std::move(*vegas), {});
@@ -147,8 +148,11 @@ class WindowedLimit final : public Limit {
     std::atomic<int64_t> duration_ns{0};
   };
   Window window_;
+  // LimitAlgorithm::discard_before() after the last Update, nanoseconds
+  // since the clock's epoch: samples admitted earlier are ignored.
+  alignas(64) std::atomic<int64_t> discard_before_ns_{INT64_MIN};
   // Set by the thread closing a window; the others skip closing.
-  alignas(64) std::atomic<bool> closing_{false};
+  std::atomic<bool> closing_{false};
   std::atomic<int64_t> windows_closed_{0};
 
   std::array<Shard, kShards> shards_;

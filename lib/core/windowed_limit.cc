@@ -1,6 +1,7 @@
 #include "spillway/windowed_limit.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <utility>
 
@@ -144,6 +145,11 @@ void WindowedLimit::OnSample(const LimitSample& sample) {
   const int64_t end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
                              sample.end.time_since_epoch())
                              .count();
+  if (std::chrono::duration_cast<std::chrono::nanoseconds>(
+          sample.start.time_since_epoch())
+          .count() < discard_before_ns_.load(std::memory_order_relaxed)) {
+    return;
+  }
   const uint64_t tag = Tag(window_.epoch.load(std::memory_order_acquire));
   const int shard = ShardIndex();
   Shard& s = shards_[shard];
@@ -253,6 +259,14 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
   const int next =
       std::clamp(algorithm_->Update(w, current()), min_limit_, max_limit_);
   StoreLimit(next);
+  const MonotonicTime discard = algorithm_->discard_before();
+  discard_before_ns_.store(
+      discard == MonotonicTime::min()
+          ? INT64_MIN
+          : std::chrono::duration_cast<std::chrono::nanoseconds>(
+                discard.time_since_epoch())
+                .count(),
+      std::memory_order_relaxed);
   windows_closed_.fetch_add(1, std::memory_order_relaxed);
   closing_.store(false, std::memory_order_release);
 }

@@ -81,6 +81,15 @@ struct GradientLimitOptions {
   // interval. Default: 0.15. REQUIRES: in [0, 1].
   double jitter = 0.15;
 
+  // Not in Envoy. When true, a window whose writes used less than half the
+  // limit leaves it unchanged (Envoy grows it by sqrt(limit) regardless).
+  // Default: false.
+  bool hold_when_unused = false;
+
+  // Not in Envoy. Factor applied for a window with drops; 1 ignores drops,
+  // as Envoy does. Default: 1. REQUIRES: in [0.5, 1].
+  double drop_backoff = 1.0;
+
   // Seed of the jitter. Default: 0, meaning seeded from the object's
   // address, so that the instances of a fleet measure at different times;
   // tests and the simulator pass their own.

@@ -41,6 +41,11 @@ absl::Status ValidateGradientLimitOptions(const GradientLimitOptions& o) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "GradientLimitOptions.jitter must be in [0, 1]; got %g", o.jitter));
   }
+  if (!(o.drop_backoff >= 0.5 && o.drop_backoff <= 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "GradientLimitOptions.drop_backoff must be in [0.5, 1]; got %g",
+        o.drop_backoff));
+  }
   return absl::OkStatus();
 }
 
@@ -101,12 +106,20 @@ int GradientLimit::Update(const WindowSample& window, int limit) {
   if (window.end >= next_measurement_) {
     return StartMeasurement(window.end, limit);
   }
+  if (window.any_dropped() && options_.drop_backoff < 1) {
+    return std::clamp(static_cast<int>(limit * options_.drop_backoff),
+                      options_.min_concurrency, options_.max_limit);
+  }
   if (window.rtt.count() <= 0) return limit;
 
   const double buffered =
       static_cast<double>(min_rtt_.count()) * (1.0 + options_.buffer);
   const double gradient =
       std::clamp(buffered / static_cast<double>(window.rtt.count()), 0.5, 2.0);
+  if (options_.hold_when_unused && gradient >= 1 &&
+      window.max_in_flight * 2 < limit) {
+    return limit;
+  }
   const double scaled = limit * gradient;
   const int next = std::clamp(static_cast<int>(scaled + std::sqrt(scaled)),
                               options_.min_concurrency, options_.max_limit);

@@ -1,0 +1,140 @@
+// KneeLimit: spillway's default limit algorithm. It keeps the database
+// below the knee of its latency curve, where more concurrency buys no more
+// throughput, only queueing.
+//
+// A database's latency barely moves while it has spare capacity and climbs
+// once writes start to queue. KneeLimit remembers the database's latency
+// when unloaded (the baseline) and holds the limit where the window's
+// latency stays within `latency_tolerance` times that baseline. It sheds as
+// soon as latency leaves that band, before timeouts and retries start.
+//
+//   auto limit = spillway::MakeDefaultLimit();  // KneeLimit in a WindowedLimit
+//   spillway::ConcurrencyLimiterOptions options;
+//   options.limit = *limit;
+//
+// The algorithm, per window (a WindowSample: aggregated RTT, min RTT, max
+// in-flight, drops), with target = latency_tolerance * baseline:
+//     drops in the window:      limit' = limit * drop_backoff
+//     rtt > target:             limit' = limit * max(0.5, target / rtt)
+//     rtt <= target, and the application used at least half the limit:
+//       slow start (no congestion seen yet): limit' = limit * min(2,
+//       target/rtt) afterwards:                          limit' = limit +
+//       sqrt(limit)
+//     otherwise:                limit' = limit   (hold: unused limit is no
+//                                                 evidence of capacity)
+//     clamp to [min_limit, max_limit].
+// The decrease is proportional to the excess latency (the gradient of
+// Netflix's Gradient2 and Envoy's controller, concurrency-limits and
+// adaptive_concurrency); the headroom sqrt(limit) is Envoy's; slow start is
+// TCP's (RFC 5681): doubling until the first congestion signal, so a cold
+// start reaches its operating point within a few windows.
+//
+// Baseline, without drift: the minimum of the windows' minimum RTTs over
+// the last `baseline_horizon`, kept in 12 time buckets, so one old low
+// sample expires and loaded windows never pull the baseline up within the
+// horizon (the drift of Vegas' no-load RTT, Netflix issue #165). When the
+// database itself got slower, the limit falls to min_limit while latency
+// stays above target; after `rebaseline_windows` such windows the baseline
+// is re-measured as that window's minimum RTT, taken at the lowest
+// concurrency this instance allows.
+//
+// Sampling: one call per window (WindowedLimit, average aggregation by
+// default). Drops (timeouts, overload errors) are congestion.
+//
+// Locking: none; WindowedLimit serializes calls.
+//
+// Thread safety: not thread-safe (a LimitAlgorithm). MakeDefaultLimit is
+// thread-safe.
+
+#ifndef SPILLWAY_KNEE_LIMIT_H_
+#define SPILLWAY_KNEE_LIMIT_H_
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "spillway/limit.h"
+#include "spillway/limit_algorithm.h"
+#include "spillway/windowed_limit.h"
+
+namespace spillway {
+
+struct KneeLimitOptions {
+  // Limit before any window. Default: 10.
+  // REQUIRES: min_limit <= initial_limit <= max_limit.
+  int initial_limit = 10;
+
+  // Floor of the limit. Default: 1. REQUIRES: >= 1.
+  int min_limit = 1;
+
+  // Ceiling of the limit. Default: 1000.
+  // REQUIRES: min_limit <= max_limit <= kMaxConcurrencyLimit.
+  int max_limit = 1000;
+
+  // Window latency allowed, as a multiple of the baseline, before the limit
+  // falls. Default: 2 (shed once writes take twice as long as unloaded).
+  // REQUIRES: finite, > 1.
+  double latency_tolerance = 2.0;
+
+  // Factor applied for a window with drops. Default: 0.8.
+  // REQUIRES: in [0.5, 1).
+  double drop_backoff = 0.8;
+
+  // How long a baseline sample is remembered. Default: 60 s.
+  // REQUIRES: > 0.
+  absl::Duration baseline_horizon = absl::Seconds(60);
+
+  // Windows at min_limit with latency above target before the baseline is
+  // re-measured. Default: 5. REQUIRES: >= 1.
+  int rebaseline_windows = 5;
+};
+
+// Checks every field; the error names the field and its value. Thread-safe.
+absl::Status ValidateKneeLimitOptions(const KneeLimitOptions& options);
+
+class KneeLimit final : public LimitAlgorithm {
+ public:
+  // Validates `options`. Thread-safe.
+  static absl::StatusOr<std::unique_ptr<KneeLimit>> Create(
+      const KneeLimitOptions& options);
+
+  int initial_limit() const override { return options_.initial_limit; }
+  int min_limit() const override { return options_.min_limit; }
+  int max_limit() const override { return options_.max_limit; }
+  int Update(const WindowSample& window, int limit) override;
+
+  // The baseline now (zero before the first window). Not thread-safe.
+  std::chrono::nanoseconds baseline() const;
+  // Whether slow start is still on. Not thread-safe.
+  bool slow_start() const { return slow_start_; }
+
+ private:
+  explicit KneeLimit(const KneeLimitOptions& options);
+  void RecordBaseline(std::chrono::nanoseconds min_rtt, MonotonicTime end);
+
+  static constexpr int kBuckets = 12;
+  const KneeLimitOptions options_;
+  const int64_t bucket_ns_;
+  // Sliding minimum: bucket i holds the minimum RTT of the windows that
+  // ended in bucket period `period[i]`.
+  std::array<int64_t, kBuckets> period_;
+  std::array<int64_t, kBuckets> min_ns_;
+  int64_t latest_period_ = 0;
+  // The limit as a real number, so sqrt growth and ratios accumulate.
+  double limit_ = 0;
+  bool slow_start_ = true;
+  int windows_pinned_ = 0;
+};
+
+// The default limit of ConcurrencyLimiter: a KneeLimit in a WindowedLimit.
+// Thread-safe.
+absl::StatusOr<std::shared_ptr<Limit>> MakeDefaultLimit(
+    const KneeLimitOptions& knee = {}, const WindowOptions& window = {});
+
+}  // namespace spillway
+
+#endif  // SPILLWAY_KNEE_LIMIT_H_

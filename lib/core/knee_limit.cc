@@ -1,0 +1,140 @@
+#include "spillway/knee_limit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_format.h"
+
+namespace spillway {
+
+absl::Status ValidateKneeLimitOptions(const KneeLimitOptions& o) {
+  if (o.min_limit < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.min_limit must be >= 1; got %d", o.min_limit));
+  }
+  if (o.max_limit < o.min_limit || o.max_limit > kMaxConcurrencyLimit) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.max_limit must be in [min_limit=%d, %d]; got %d",
+        o.min_limit, kMaxConcurrencyLimit, o.max_limit));
+  }
+  if (o.initial_limit < o.min_limit || o.initial_limit > o.max_limit) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.initial_limit must be in [min_limit=%d, "
+        "max_limit=%d]; got %d",
+        o.min_limit, o.max_limit, o.initial_limit));
+  }
+  if (!(std::isfinite(o.latency_tolerance) && o.latency_tolerance > 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.latency_tolerance must be finite and > 1; got %g",
+        o.latency_tolerance));
+  }
+  if (!(o.drop_backoff >= 0.5 && o.drop_backoff < 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.drop_backoff must be in [0.5, 1); got %g",
+        o.drop_backoff));
+  }
+  if (o.baseline_horizon <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("KneeLimitOptions.baseline_horizon must be > 0; got %s",
+                        absl::FormatDuration(o.baseline_horizon)));
+  }
+  if (o.rebaseline_windows < 1) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.rebaseline_windows must be >= 1; got %d",
+        o.rebaseline_windows));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<KneeLimit>> KneeLimit::Create(
+    const KneeLimitOptions& options) {
+  if (absl::Status s = ValidateKneeLimitOptions(options); !s.ok()) return s;
+  return std::unique_ptr<KneeLimit>(new KneeLimit(options));
+}
+
+KneeLimit::KneeLimit(const KneeLimitOptions& options)
+    : options_(options),
+      bucket_ns_(std::max<int64_t>(
+          1, absl::ToInt64Nanoseconds(options.baseline_horizon) / kBuckets)),
+      limit_(options.initial_limit) {
+  period_.fill(-1);
+  min_ns_.fill(0);
+}
+
+void KneeLimit::RecordBaseline(std::chrono::nanoseconds min_rtt,
+                               MonotonicTime end) {
+  if (min_rtt.count() <= 0) return;
+  const int64_t period = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             end.time_since_epoch())
+                             .count() /
+                         bucket_ns_;
+  latest_period_ = std::max(latest_period_, period);
+  const int i = static_cast<int>(period % kBuckets);
+  if (period_[i] != period) {
+    period_[i] = period;
+    min_ns_[i] = min_rtt.count();
+  } else {
+    min_ns_[i] = std::min(min_ns_[i], min_rtt.count());
+  }
+}
+
+std::chrono::nanoseconds KneeLimit::baseline() const {
+  int64_t best = 0;
+  for (int i = 0; i < kBuckets; ++i) {
+    // Only buckets within the horizon: the last kBuckets periods.
+    if (period_[i] < 0 || period_[i] <= latest_period_ - kBuckets) continue;
+    if (best == 0 || min_ns_[i] < best) best = min_ns_[i];
+  }
+  return std::chrono::nanoseconds(best);
+}
+
+int KneeLimit::Update(const WindowSample& window, int limit) {
+  // Follow the published limit if it differs by more than rounding (the
+  // first call, or a limit changed by someone else).
+  if (std::abs(limit_ - limit) >= 1.0) limit_ = limit;
+  RecordBaseline(window.min_rtt, window.end);
+  const double base = static_cast<double>(baseline().count());
+  const double rtt = static_cast<double>(window.rtt.count());
+  const double target = options_.latency_tolerance * base;
+
+  if (window.any_dropped()) {
+    slow_start_ = false;
+    limit_ *= options_.drop_backoff;
+  } else if (base > 0 && rtt > target) {
+    slow_start_ = false;
+    limit_ *= std::max(0.5, target / rtt);
+  } else if (window.max_in_flight * 2 >= limit) {
+    if (slow_start_) {
+      limit_ *= rtt > 0 ? std::min(2.0, target / rtt) : 2.0;
+    } else {
+      limit_ += std::sqrt(limit_);
+    }
+  }
+  limit_ = std::clamp(limit_, static_cast<double>(options_.min_limit),
+                      static_cast<double>(options_.max_limit));
+
+  // Pinned at the floor and still slow: the database itself got slower.
+  // Re-measure the baseline from here.
+  const bool pinned = limit_ <= options_.min_limit && base > 0 && rtt > target;
+  windows_pinned_ = pinned ? windows_pinned_ + 1 : 0;
+  if (windows_pinned_ >= options_.rebaseline_windows) {
+    period_.fill(-1);
+    RecordBaseline(window.min_rtt, window.end);
+    windows_pinned_ = 0;
+  }
+  return static_cast<int>(limit_);
+}
+
+absl::StatusOr<std::shared_ptr<Limit>> MakeDefaultLimit(
+    const KneeLimitOptions& knee, const WindowOptions& window) {
+  absl::StatusOr<std::unique_ptr<KneeLimit>> algorithm =
+      KneeLimit::Create(knee);
+  if (!algorithm.ok()) return algorithm.status();
+  absl::StatusOr<std::unique_ptr<WindowedLimit>> limit =
+      WindowedLimit::Create(std::move(*algorithm), window);
+  if (!limit.ok()) return limit.status();
+  return std::shared_ptr<Limit>(std::move(*limit));
+}
+
+}  // namespace spillway

@@ -1,0 +1,170 @@
+#include "spillway/knee_limit.h"
+
+#include <chrono>
+#include <memory>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace spillway {
+namespace {
+
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+constexpr MonotonicTime kT0 = MonotonicTime() + std::chrono::hours(1);
+
+WindowSample Window(milliseconds at, milliseconds rtt, int in_flight,
+                    int dropped = 0, milliseconds min_rtt = milliseconds(0)) {
+  WindowSample w;
+  w.rtt = rtt;
+  w.min_rtt = min_rtt.count() > 0 ? min_rtt : rtt;
+  w.max_in_flight = in_flight;
+  w.samples = 10;
+  w.dropped = dropped;
+  w.end = kT0 + at;
+  return w;
+}
+
+std::unique_ptr<KneeLimit> Make(KneeLimitOptions o = {}) {
+  auto k = KneeLimit::Create(o);
+  EXPECT_TRUE(k.ok()) << k.status();
+  return std::move(*k);
+}
+
+TEST(KneeLimitTest, SlowStartDoublesWhileLatencyIsFlat) {
+  auto k = Make({.initial_limit = 10});
+  int limit = k->initial_limit();
+  limit = k->Update(Window(milliseconds(100), milliseconds(5), 10), limit);
+  EXPECT_EQ(limit, 20);  // baseline 5 ms, target 10 ms: x min(2, 10/5).
+  limit = k->Update(Window(milliseconds(200), milliseconds(5), 20), limit);
+  EXPECT_EQ(limit, 40);
+  // Latency 8 ms: x 10/8 = 1.25.
+  limit = k->Update(Window(milliseconds(300), milliseconds(8), 40), limit);
+  EXPECT_EQ(limit, 50);
+  EXPECT_TRUE(k->slow_start());
+}
+
+TEST(KneeLimitTest, DecreaseIsProportionalToTheExcessLatency) {
+  auto k = Make({.initial_limit = 40});
+  int limit = k->Update(Window(milliseconds(100), milliseconds(5), 1), 40);
+  EXPECT_EQ(limit, 40);  // Unused: hold. Baseline 5 ms.
+  limit = k->Update(
+      Window(milliseconds(200), milliseconds(12), 40, 0, milliseconds(5)),
+      limit);
+  EXPECT_EQ(limit, 33);  // 40 * 10 / 12.
+  EXPECT_FALSE(k->slow_start());
+  limit = k->Update(
+      Window(milliseconds(300), milliseconds(100), 33, 0, milliseconds(5)),
+      limit);
+  EXPECT_EQ(limit, 16);  // 33.3 * max(0.5, 0.1).
+}
+
+TEST(KneeLimitTest, AfterSlowStartGrowsBySqrt) {
+  auto k = Make({.initial_limit = 16});
+  int limit = k->Update(Window(milliseconds(100), milliseconds(5), 16, 1), 16);
+  EXPECT_EQ(limit, 12);  // Drop: x 0.8 = 12.8 -> 12; slow start over.
+  limit = k->Update(Window(milliseconds(200), milliseconds(5), 12), limit);
+  EXPECT_EQ(limit, 16);  // 12.8 + sqrt(12.8) = 16.38.
+}
+
+TEST(KneeLimitTest, HoldsWhenTheApplicationDoesNotUseTheLimit) {
+  auto k = Make({.initial_limit = 20});
+  int limit = 20;
+  for (int i = 1; i <= 10; ++i) {
+    limit = k->Update(Window(milliseconds(100 * i), milliseconds(5), 9), limit);
+    EXPECT_EQ(limit, 20) << i;
+  }
+}
+
+TEST(KneeLimitTest, DropsAreCongestion) {
+  auto k = Make({.initial_limit = 50, .drop_backoff = 0.8});
+  int limit = k->Update(Window(milliseconds(100), milliseconds(5), 50, 3), 50);
+  EXPECT_EQ(limit, 40);
+  limit = k->Update(Window(milliseconds(200), milliseconds(5), 40, 1), limit);
+  EXPECT_EQ(limit, 32);
+}
+
+TEST(KneeLimitTest, BaselineIsASlidingMinimumThatExpires) {
+  auto k = Make({.initial_limit = 10, .baseline_horizon = absl::Seconds(60)});
+  int limit = k->Update(Window(milliseconds(0), milliseconds(4), 1), 10);
+  EXPECT_EQ(k->baseline(), milliseconds(4));
+  // Higher minima do not move it within the horizon...
+  for (int s = 5; s <= 55; s += 5) {
+    limit =
+        k->Update(Window(milliseconds(1000 * s), milliseconds(6), 1), limit);
+    EXPECT_EQ(k->baseline(), milliseconds(4)) << s;
+  }
+  // ...and the 4 ms sample expires once it is a horizon old.
+  limit = k->Update(Window(milliseconds(61000), milliseconds(6), 1), limit);
+  EXPECT_EQ(k->baseline(), milliseconds(6));
+}
+
+TEST(KneeLimitTest, ReMeasuresTheBaselineWhenTheDatabaseGotSlower) {
+  auto k = Make({.initial_limit = 2, .min_limit = 1, .rebaseline_windows = 5});
+  // In-flight 1 of 2 is "used" (1 * 2 >= 2): slow start doubles to 4.
+  int limit = k->Update(Window(milliseconds(0), milliseconds(5), 1), 2);
+  ASSERT_EQ(limit, 4);
+  limit = k->Update(Window(milliseconds(50), milliseconds(20), 4), limit);
+  ASSERT_EQ(limit, 2);  // 20 ms > 10 ms target: x 0.5.
+  // The database is now 4x slower at any load: the limit falls to 1...
+  for (int i = 1; i <= 4; ++i) {
+    limit =
+        k->Update(Window(milliseconds(100 * i), milliseconds(20), 1), limit);
+    EXPECT_EQ(limit, 1) << i;
+    EXPECT_EQ(k->baseline(), milliseconds(5));
+  }
+  // ...and after 5 windows pinned there, 20 ms is the new baseline.
+  limit = k->Update(Window(milliseconds(500), milliseconds(20), 1), limit);
+  EXPECT_EQ(k->baseline(), milliseconds(20));
+  limit = k->Update(Window(milliseconds(600), milliseconds(20), 1), limit);
+  EXPECT_EQ(limit, 2);  // Within target again: grows.
+}
+
+TEST(KneeLimitTest, ClampsToItsBounds) {
+  auto k = Make({.initial_limit = 8, .min_limit = 4, .max_limit = 12});
+  int limit = k->Update(Window(milliseconds(100), milliseconds(5), 8), 8);
+  EXPECT_EQ(limit, 12);
+  limit = k->Update(Window(milliseconds(200), milliseconds(500), 12, 5), limit);
+  EXPECT_EQ(limit, 9);
+  // 9.6 -> 4.8 -> 4 (floor); fewer than 5 windows there, so no rebaseline.
+  for (int i = 3; i < 6; ++i) {
+    limit =
+        k->Update(Window(milliseconds(100 * i), milliseconds(500), 12), limit);
+  }
+  EXPECT_EQ(limit, 4);
+}
+
+TEST(KneeLimitTest, DefaultLimitIsWindowedKnee) {
+  auto limit = MakeDefaultLimit();
+  ASSERT_TRUE(limit.ok()) << limit.status();
+  EXPECT_EQ((*limit)->current(), 10);
+  EXPECT_EQ((*limit)->max_limit(), 1000);
+  EXPECT_FALSE(MakeDefaultLimit({.min_limit = 0}).ok());
+  EXPECT_FALSE(MakeDefaultLimit({}, {.min_samples = 0}).ok());
+}
+
+TEST(KneeLimitTest, InvalidOptionsNameTheField) {
+  struct Case {
+    KneeLimitOptions options;
+    const char* text;
+  } cases[] = {
+      {{.min_limit = 0}, "min_limit must be >= 1; got 0"},
+      {{.min_limit = 10, .max_limit = 5}, "max_limit must be in [min_limit=10"},
+      {{.max_limit = kMaxConcurrencyLimit + 1}, "max_limit must be in"},
+      {{.initial_limit = 0}, "initial_limit must be in"},
+      {{.latency_tolerance = 1.0}, "latency_tolerance must be finite and > 1"},
+      {{.drop_backoff = 1.0}, "drop_backoff must be in [0.5, 1); got 1"},
+      {{.baseline_horizon = absl::ZeroDuration()}, "baseline_horizon"},
+      {{.rebaseline_windows = 0}, "rebaseline_windows must be >= 1; got 0"},
+  };
+  for (const Case& c : cases) {
+    absl::Status s = ValidateKneeLimitOptions(c.options);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << c.text;
+    EXPECT_THAT(std::string(s.message()), HasSubstr(c.text));
+  }
+  EXPECT_TRUE(ValidateKneeLimitOptions({}).ok());
+}
+
+}  // namespace
+}  // namespace spillway

@@ -18,7 +18,9 @@
 #include <utility>
 
 #include "bench/mutex_baselines.h"
+#include "spillway/aimd_limit.h"
 #include "spillway/concurrency_limiter.h"
+#include "spillway/knee_limit.h"
 #include "spillway/testing/simulated_clock.h"
 #include "spillway/token_bucket.h"
 
@@ -44,7 +46,17 @@ TokenBucket& Bucket(Clock& clock) {
 }
 
 ConcurrencyLimiter& Limiter(Clock& clock) {
-  ConcurrencyLimiterOptions o;  // AIMD with its defaults: limit 20.
+  ConcurrencyLimiterOptions o;
+  o.limit = std::move(*AimdLimit::Create({}));  // Netflix's defaults: 20.
+  o.clock = &clock;
+  return *ConcurrencyLimiter::Create(std::move(o)).value().release();
+}
+
+// The default algorithm: KneeLimit in a WindowedLimit (lock-free windowed
+// aggregation on every release).
+ConcurrencyLimiter& DefaultLimiter(Clock& clock) {
+  ConcurrencyLimiterOptions o;
+  o.limit = MakeDefaultLimit().value();
   o.clock = &clock;
   return *ConcurrencyLimiter::Create(std::move(o)).value().release();
 }
@@ -53,10 +65,12 @@ struct Fixtures {
   explicit Fixtures(Clock& clock)
       : bucket(Bucket(clock)),
         limiter(Limiter(clock)),
+        default_limiter(DefaultLimiter(clock)),
         mutex_bucket(clock, 1e9, 1e9),
         mutex_limiter(clock, 20) {}
   TokenBucket& bucket;
   ConcurrencyLimiter& limiter;
+  ConcurrencyLimiter& default_limiter;
   MutexTokenBucket mutex_bucket;
   MutexLimiter mutex_limiter;
 };
@@ -82,10 +96,10 @@ void BM_MutexTokenBucket_TryConsume(benchmark::State& state, Fixtures* f) {
   }
 }
 
-void BM_Limiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
+void AcquireRelease(benchmark::State& state, ConcurrencyLimiter& limiter) {
   int64_t rejected = 0;
   for (auto _ : state) {
-    Admission a = f->limiter.TryAcquire();
+    Admission a = limiter.TryAcquire();
     if (a.ok()) {
       a.permit().Success();
     } else {
@@ -93,6 +107,14 @@ void BM_Limiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
     }
   }
   state.counters["rejected"] = static_cast<double>(rejected);
+}
+
+void BM_Limiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
+  AcquireRelease(state, f->limiter);
+}
+
+void BM_Limiter_AcquireRelease_Default(benchmark::State& state, Fixtures* f) {
+  AcquireRelease(state, f->default_limiter);
 }
 
 void BM_MutexLimiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
@@ -135,6 +157,7 @@ void Register() {
       {"BM_TokenBucket_TryConsume", BM_TokenBucket_TryConsume},
       {"BM_MutexTokenBucket_TryConsume", BM_MutexTokenBucket_TryConsume},
       {"BM_Limiter_AcquireRelease", BM_Limiter_AcquireRelease},
+      {"BM_Limiter_AcquireRelease_Default", BM_Limiter_AcquireRelease_Default},
       {"BM_MutexLimiter_AcquireRelease", BM_MutexLimiter_AcquireRelease},
   };
   const std::pair<const char*, Fixtures*> clocks[] = {{"sim", &Sim()},

@@ -303,18 +303,19 @@ class ConcurrencyLimiter {
   std::array<int64_t, kNumPriorities> guaranteed_ppm_;
   std::array<int64_t, kNumPriorities> max_ppm_;
 
-  // In flight per priority, 21 bits each: the one word admission
+  // Hot fields are 128 bytes apart (see WindowedLimit::Shard: adjacent-line
+  // prefetch). In flight per priority, 21 bits each: the one word admission
   // compare-exchanges, on its own cache line since every admit and release
   // writes it.
-  alignas(64) std::atomic<uint64_t> counts_{0};
+  alignas(128) std::atomic<uint64_t> counts_{0};
   // Smoothed latency of successful writes, nanoseconds (0: none yet). A
   // relaxed load, and a store only when the average moves, so a steady
   // latency does not make this line travel between cores; a lost update
   // between two releases only delays the average by one sample.
-  alignas(64) std::atomic<int64_t> srtt_ns_{0};
+  alignas(128) std::atomic<int64_t> srtt_ns_{0};
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
-  alignas(64) std::atomic<uint64_t> waiting_{0};
+  alignas(128) std::atomic<uint64_t> waiting_{0};
   // Last limit reported to the gauge, to set it only on change.
   std::atomic<int> reported_limit_{-1};
 

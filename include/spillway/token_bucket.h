@@ -186,8 +186,8 @@ class TokenBucket {
   // Generation and slots change only in SetRate: their line stays shared in
   // every core's cache instead of moving with each consume.
   struct State {
-    alignas(64) std::atomic<int64_t> zero_time{0};
-    alignas(64) std::atomic<uint64_t> generation{0};
+    alignas(128) std::atomic<int64_t> zero_time{0};
+    alignas(128) std::atomic<uint64_t> generation{0};
     struct Slot {
       std::atomic<double> rate{0};
       std::atomic<double> burst{0};

@@ -117,7 +117,10 @@ class WindowedLimit final : public Limit {
   // 16 bits and a value in the low 48; a word from another epoch reads as
   // zero. Written with relaxed load/store by its owner thread(s); read and
   // re-stamped by the closer.
-  struct alignas(64) Shard {
+  // 128 bytes apart rather than 64: Intel's adjacent-line prefetcher moves
+  // 64-byte lines in pairs, so neighbours 64 bytes apart still contend
+  // (folly's hardware_destructive_interference_size is 128 for this reason).
+  struct alignas(128) Shard {
     std::atomic<uint64_t> count{0};        // Successful samples.
     std::atomic<uint64_t> sum_ns{0};       // Their RTTs, summed.
     std::atomic<uint64_t> drops{0};        // Dropped samples.
@@ -142,7 +145,7 @@ class WindowedLimit final : public Limit {
 
   // The open window: its epoch, start and duration. Written once per window
   // by the closer, read by every sample: a cache line of its own.
-  struct alignas(64) Window {
+  struct alignas(128) Window {
     std::atomic<uint64_t> epoch{1};
     std::atomic<int64_t> start_ns{0};  // 0: not started (first sample starts)
     std::atomic<int64_t> duration_ns{0};
@@ -150,7 +153,7 @@ class WindowedLimit final : public Limit {
   Window window_;
   // LimitAlgorithm::discard_before() after the last Update, nanoseconds
   // since the clock's epoch: samples admitted earlier are ignored.
-  alignas(64) std::atomic<int64_t> discard_before_ns_{INT64_MIN};
+  alignas(128) std::atomic<int64_t> discard_before_ns_{INT64_MIN};
   // Set by the thread closing a window; the others skip closing.
   std::atomic<bool> closing_{false};
   std::atomic<int64_t> windows_closed_{0};

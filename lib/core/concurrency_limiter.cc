@@ -393,8 +393,9 @@ void ConcurrencyLimiter::ServeWaiters() {
 
 void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
   const int p = static_cast<int>(permit.priority_);
-  // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
-  const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
+  // The sample first, the slot last: the limit is updated before the slot
+  // frees, and the release's read-modify-write lands right before the
+  // caller's next admission, while this core likely still owns the line.
   if (outcome != Outcome::kIgnored) {
     const MonotonicTime now = clock_.Now();
     const std::chrono::nanoseconds rtt =
@@ -415,6 +416,8 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
                                                    1e-9);
     }
   }
+  // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
+  const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
   if (report_) {
     outcomes_[static_cast<int>(outcome)]->Increment();
     in_flight_gauge_->Set(static_cast<double>(Total(before) - 1));

@@ -7,9 +7,11 @@
 
 #include "gtest/gtest.h"
 #include "spillway/aimd_limit.h"
+#include "spillway/gradient2_limit.h"
 #include "spillway/gradient_limit.h"
 #include "spillway/knee_limit.h"
 #include "spillway/limit_algorithm.h"
+#include "spillway/vegas_limit.h"
 
 namespace spillway {
 namespace {
@@ -49,6 +51,20 @@ struct EnvoyGradient {
                                              .seed = 3}));
   }
 };
+struct Vegas {
+  static std::unique_ptr<LimitAlgorithm> Make() {
+    return std::move(*VegasLimit::Create(
+        {.probe_jitter = [] { return 0.75; }, .rtt_noload_probe_windows = 10}));
+  }
+};
+struct Gradient2 {
+  static std::unique_ptr<LimitAlgorithm> Make() {
+    return std::move(*Gradient2Limit::Create(
+        {.min_limit = 1,
+         .decrease_on_drop = true,
+         .add_queue_size_only_when_gradient_is_one = true}));
+  }
+};
 struct Aimd {
   static std::unique_ptr<LimitAlgorithm> Make() {
     return std::make_unique<AimdAlgorithm>();
@@ -80,7 +96,8 @@ int WarmUp(LimitAlgorithm& a, int* i) {
 
 template <typename T>
 class LimitPropertiesTest : public ::testing::Test {};
-using Algorithms = ::testing::Types<Knee, EnvoyGradient, Aimd>;
+using Algorithms =
+    ::testing::Types<Knee, EnvoyGradient, Vegas, Gradient2, Aimd>;
 TYPED_TEST_SUITE(LimitPropertiesTest, Algorithms);
 
 TYPED_TEST(LimitPropertiesTest, StaysWithinItsBounds) {

@@ -59,7 +59,7 @@ ConcurrencyLimiter& Limiter(Clock& clock) {
 // threads must always fit.
 ConcurrencyLimiter& DefaultLimiter(Clock& clock) {
   ConcurrencyLimiterOptions o;
-  o.limit = MakeDefaultLimit({.min_limit = 2}).value();
+  o.limit = MakeDefaultLimit({.initial_limit = 2, .min_limit = 2}).value();
   o.clock = &clock;
   return *ConcurrencyLimiter::Create(std::move(o)).value().release();
 }

@@ -34,9 +34,13 @@
 // sample expires and loaded windows never pull the baseline up within the
 // horizon (the drift of Vegas' no-load RTT, Netflix issue #165). When the
 // database itself got slower, the limit falls to min_limit while latency
-// stays above target; after `rebaseline_windows` such windows the baseline
-// is re-measured as that window's minimum RTT, taken at the lowest
-// concurrency this instance allows.
+// stays well above target (1.25 x); after `rebaseline_windows` such windows
+// the baseline is re-measured as that window's minimum RTT, taken at the
+// lowest concurrency this instance allows. The margin and the count matter
+// in a fleet: at equilibrium latency hovers around target with some
+// instances at their floor while others hold more, which must not read as a
+// slower database (with 5 windows and no margin, the simulator's incident
+// ratcheted the baseline from 5 ms to 113 ms within 30 s).
 //
 // Sampling: one call per window (WindowedLimit, average aggregation by
 // default). Drops (timeouts, overload errors) are congestion.
@@ -64,9 +68,11 @@
 namespace spillway {
 
 struct KneeLimitOptions {
-  // Limit before any window. Default: 10.
-  // REQUIRES: min_limit <= initial_limit <= max_limit.
-  int initial_limit = 10;
+  // Limit before any window. Default: 1: the first windows then see the
+  // database nearly unloaded, which is what the baseline must be, and slow
+  // start doubles from there (TCP's small initial window, for the same
+  // reason). REQUIRES: min_limit <= initial_limit <= max_limit.
+  int initial_limit = 1;
 
   // Floor of the limit. Default: 1. REQUIRES: >= 1.
   int min_limit = 1;
@@ -88,9 +94,9 @@ struct KneeLimitOptions {
   // REQUIRES: > 0.
   absl::Duration baseline_horizon = absl::Seconds(60);
 
-  // Windows at min_limit with latency above target before the baseline is
-  // re-measured. Default: 5. REQUIRES: >= 1.
-  int rebaseline_windows = 5;
+  // Consecutive windows at min_limit with latency above 1.25 x target
+  // before the baseline is re-measured. Default: 20. REQUIRES: >= 1.
+  int rebaseline_windows = 20;
 };
 
 // Checks every field; the error names the field and its value. Thread-safe.

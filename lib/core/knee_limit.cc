@@ -7,6 +7,13 @@
 #include "absl/strings/str_format.h"
 
 namespace spillway {
+namespace {
+// How far above target latency must stay at the floor before the baseline
+// is re-measured. Fleet equilibrium hovers around target, with some
+// instances at their floor while others hold more: that must not look like
+// a slower database.
+constexpr double kRebaselineMargin = 1.25;
+}  // namespace
 
 absl::Status ValidateKneeLimitOptions(const KneeLimitOptions& o) {
   if (o.min_limit < 1) {
@@ -116,7 +123,8 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
 
   // Pinned at the floor and still slow: the database itself got slower.
   // Re-measure the baseline from here.
-  const bool pinned = limit_ <= options_.min_limit && base > 0 && rtt > target;
+  const bool pinned = limit_ <= options_.min_limit && base > 0 &&
+                      rtt > kRebaselineMargin * target;
   windows_pinned_ = pinned ? windows_pinned_ + 1 : 0;
   if (windows_pinned_ >= options_.rebaseline_windows) {
     period_.fill(-1);

@@ -138,7 +138,7 @@ TEST(KneeLimitTest, ClampsToItsBounds) {
 TEST(KneeLimitTest, DefaultLimitIsWindowedKnee) {
   auto limit = MakeDefaultLimit();
   ASSERT_TRUE(limit.ok()) << limit.status();
-  EXPECT_EQ((*limit)->current(), 10);
+  EXPECT_EQ((*limit)->current(), 1);
   EXPECT_EQ((*limit)->max_limit(), 1000);
   EXPECT_FALSE(MakeDefaultLimit({.min_limit = 0}).ok());
   EXPECT_FALSE(MakeDefaultLimit({}, {.min_samples = 0}).ok());

@@ -2,9 +2,9 @@
 //
 // Every write asks for a permit before it runs and releases it when done.
 // The limiter admits while the writes in flight are below the limit given by
-// a limit algorithm (`spillway/limit.h`; AIMD by default) and turns the rest
-// away at once — or, with `Acquire`, lets them wait in a bounded queue until
-// a slot frees or their deadline passes.
+// a limit algorithm (`spillway/limit.h`; KneeLimit by default) and turns the
+// rest away at once — or, with `Acquire`, lets them wait in a bounded queue
+// until a slot frees or their deadline passes.
 //
 //   auto limiter = spillway::ConcurrencyLimiter::Create({.name = "orders"});
 //   spillway::Admission a =
@@ -127,8 +127,9 @@ struct ConcurrencyLimiterOptions {
   // REQUIRES: not empty.
   std::string name = "default";
 
-  // The limit algorithm. Default: nullptr, meaning an AimdLimit with
-  // AimdLimitOptions' defaults (initial 20, min 20, max 200).
+  // The limit algorithm. Default: nullptr, meaning MakeDefaultLimit(): a
+  // KneeLimit (knee_limit.h) in a WindowedLimit, which starts at 1 and
+  // doubles per window until latency leaves twice its baseline.
   // REQUIRES: when set, max_limit() <= kMaxConcurrencyLimit.
   std::shared_ptr<Limit> limit;
 

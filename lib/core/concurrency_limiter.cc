@@ -9,7 +9,7 @@
 #include "absl/base/attributes.h"
 #include "absl/strings/str_format.h"
 #include "core/mutex.h"
-#include "spillway/aimd_limit.h"
+#include "spillway/knee_limit.h"
 
 namespace spillway {
 namespace {
@@ -188,10 +188,9 @@ absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> ConcurrencyLimiter::Create(
     return s;
   }
   if (options.limit == nullptr) {
-    absl::StatusOr<std::unique_ptr<AimdLimit>> aimd =
-        AimdLimit::Create(AimdLimitOptions());
-    if (!aimd.ok()) return aimd.status();
-    options.limit = std::move(*aimd);
+    absl::StatusOr<std::shared_ptr<Limit>> limit = MakeDefaultLimit();
+    if (!limit.ok()) return limit.status();
+    options.limit = *std::move(limit);
   }
   return std::unique_ptr<ConcurrencyLimiter>(
       new ConcurrencyLimiter(std::move(options)));

@@ -84,7 +84,9 @@ TEST(DefaultOptionsTest, Create) {
       ConcurrencyLimiter::Create(ConcurrencyLimiterOptions());
   ASSERT_TRUE(limiter.ok()) << limiter.status();
   EXPECT_EQ((*limiter)->name(), "default");
-  EXPECT_EQ((*limiter)->limit(), 20);
+  // The default algorithm, KneeLimit, starts at 1 and slow-starts.
+  EXPECT_EQ((*limiter)->limit(), 1);
+  EXPECT_EQ((*limiter)->limit_algorithm().max_limit(), 1000);
 }
 
 // --- TokenBucketOptions -----------------------------------------------------

@@ -39,7 +39,10 @@
 // everything else — reserved slots are never lent, which is what makes the
 // guarantee hard rather than soft (Netflix's partitions let the total exceed
 // the limit, their issues #120 and #234); (3) capacity nobody has reserved
-// is borrowable by every partition up to its cap. Defaults: critical
+// is borrowable by every partition up to its cap, except while a higher
+// priority is under pressure: after a write of priority p is refused, lower
+// priorities may not borrow for `priority_hold` (they keep their reserved
+// share), so freed capacity goes to p first. Defaults: critical
 // guarantees 20% of the limit, normal 10%, batch nothing and may use at most
 // half of the limit.
 //
@@ -138,6 +141,12 @@ struct ConcurrencyLimiterOptions {
   std::array<PartitionOptions, kNumPriorities> partitions = {
       PartitionOptions{0.2, 1.0}, PartitionOptions{0.1, 1.0},
       PartitionOptions{0.0, 0.5}};
+
+  // After a write of some priority is refused, lower priorities may not
+  // borrow unreserved capacity for this long (they are refused with
+  // kPriorityPressure): the capacity that frees up goes to the higher
+  // priority first. Zero disables. Default: 100 ms. REQUIRES: >= 0.
+  absl::Duration priority_hold = absl::Milliseconds(100);
 
   // Most callers waiting in Acquire() at once, all priorities together;
   // 0 makes Acquire() behave as TryAcquire(). Default: 128.
@@ -288,9 +297,12 @@ class ConcurrencyLimiter {
 
   // One compare-exchange admission attempt loop for `p`, ignoring waiters.
   // On success returns true and the total in flight after admission.
-  bool TryAdmit(int p, int* in_flight, Reason* why);
+  bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
   void Release(const Permit& permit, Outcome outcome);
-  Admission Reject(int p, Reason why);
+  // Counts the rejection and, for a refused priority with lower ones below
+  // it, starts (or extends) its pressure period.
+  Admission Reject(int p, Reason why, int64_t now_ns);
+  int64_t NowNs() const;
   // Hands free slots to waiters. Takes the queue's mutex.
   void ServeWaiters();
 
@@ -298,6 +310,7 @@ class ConcurrencyLimiter {
   Clock& clock_;
   const std::shared_ptr<Limit> limit_;
   const int max_queued_;
+  const int64_t priority_hold_ns_;
   const QueueOrder queue_order_;
   // Partition fractions in parts per million, so shares are exact integer
   // arithmetic on the hot path.
@@ -317,6 +330,11 @@ class ConcurrencyLimiter {
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
   alignas(128) std::atomic<uint64_t> waiting_{0};
+  // Per priority, the clock time (ns) until which lower priorities may not
+  // borrow. Written on refusals, and only when it moves by more than an
+  // eighth of priority_hold, so the line stays mostly shared.
+  alignas(128)
+      std::array<std::atomic<int64_t>, kNumPriorities> pressure_until_ns_{};
   // Last limit reported to the gauge, to set it only on change.
   std::atomic<int> reported_limit_{-1};
 

@@ -18,7 +18,8 @@
 //   gate:     GateName() — concurrency_limit, token_bucket, global_budget;
 //   priority: critical, normal, batch (`any` for gates without priorities);
 //   reason:   ReasonName() — limit_reached, partition_limit, queue_full,
-//             deadline_exceeded, rate_limited, budget_exhausted;
+//             deadline_exceeded, rate_limited, budget_exhausted,
+//             priority_pressure;
 //   outcome:  success, dropped, ignored.
 //
 // Thread safety: constant data.

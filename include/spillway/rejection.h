@@ -42,8 +42,10 @@ enum class Reason : uint8_t {
   kDeadlineExceeded = 3,  // Acquire(): the deadline passed while queued.
   kRateLimited = 4,       // Not enough tokens.
   kBudgetExhausted = 5,   // Fleet-wide budget exhausted.
+  kPriorityPressure = 6,  // A higher priority was refused moments ago: this
+                          // one may not borrow unreserved capacity now.
 };
-inline constexpr int kNumReasons = 6;
+inline constexpr int kNumReasons = 7;
 
 // Stable lower_snake_case names, used as metric label values and in
 // `Rejection::ToString()`. Thread-safe.

@@ -97,6 +97,11 @@ absl::Status ValidateConcurrencyLimiterOptions(
         "must sum to <= 1; got %g",
         guaranteed_sum));
   }
+  if (o.priority_hold < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "ConcurrencyLimiterOptions.priority_hold must be >= 0; got %s",
+        absl::FormatDuration(o.priority_hold)));
+  }
   if (o.max_queued < 0 || o.max_queued > kMaxConcurrencyLimit) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "ConcurrencyLimiterOptions.max_queued must be in [0, %d]; got %d",
@@ -202,6 +207,7 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
                                       : SteadyClock::Default()),
       limit_(std::move(options.limit)),
       max_queued_(options.max_queued),
+      priority_hold_ns_(absl::ToInt64Nanoseconds(options.priority_hold)),
       queue_order_(options.queue_order),
       queue_(std::make_unique<WaitQueue>()),
       report_(options.metrics != nullptr &&
@@ -218,8 +224,9 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
   for (int p = 0; p < kNumPriorities; ++p) {
     const std::string priority(PriorityName(static_cast<Priority>(p)));
     admitted_[p] = sink.Counter(metrics::kAdmitted, {name_, gate, priority});
-    for (Reason r : {Reason::kLimitReached, Reason::kPartitionLimit,
-                     Reason::kQueueFull, Reason::kDeadlineExceeded}) {
+    for (Reason r :
+         {Reason::kLimitReached, Reason::kPartitionLimit, Reason::kQueueFull,
+          Reason::kDeadlineExceeded, Reason::kPriorityPressure}) {
       rejected_[p][static_cast<int>(r)] =
           sink.Counter(metrics::kRejected,
                        {name_, gate, priority, std::string(ReasonName(r))});
@@ -254,8 +261,14 @@ int ConcurrencyLimiter::cap(Priority priority, int limit) const {
       std::max<int64_t>({reserved(priority, limit), 1, by_fraction}));
 }
 
+int64_t ConcurrencyLimiter::NowNs() const {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             clock_.Now().time_since_epoch())
+      .count();
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
-    int p, int* in_flight, Reason* why) {
+    int p, int64_t now_ns, int* in_flight, Reason* why) {
   const int64_t limit = limit_->current();
   const int64_t reserved_p = limit * guaranteed_ppm_[p] / kPpm;
   uint64_t word = counts_.load(std::memory_order_relaxed);
@@ -277,6 +290,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
         *why = Reason::kPartitionLimit;
         return false;
       }
+      for (int q = 0; q < p; ++q) {
+        if (pressure_until_ns_[q].load(std::memory_order_relaxed) > now_ns) {
+          *why = Reason::kPriorityPressure;  // Freed capacity goes to q.
+          return false;
+        }
+      }
       int64_t occupied = 0;
       for (int q = 0; q < kNumPriorities; ++q) {
         occupied += std::max<int64_t>(Count(word, q),
@@ -297,26 +316,39 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
   }
 }
 
-Admission ConcurrencyLimiter::Reject(int p, Reason why) {
+Admission ConcurrencyLimiter::Reject(int p, Reason why, int64_t now_ns) {
   if (report_) rejected_[p][static_cast<int>(why)]->Increment();
+  if (priority_hold_ns_ > 0 && p < kNumPriorities - 1 &&
+      why != Reason::kPriorityPressure) {
+    const int64_t until = now_ns + priority_hold_ns_;
+    std::atomic<int64_t>& pressure = pressure_until_ns_[p];
+    if (until - pressure.load(std::memory_order_relaxed) >
+        priority_hold_ns_ / 8) {
+      pressure.store(until, std::memory_order_relaxed);
+    }
+  }
   return Admission::Rejected(
       Rejection{Gate::kConcurrencyLimit, why, retry_after()});
 }
 
 Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
   const int p = static_cast<int>(priority);
+  const MonotonicTime now = clock_.Now();
+  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                             now.time_since_epoch())
+                             .count();
   if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) != 0) {
     // Someone of the same or a higher priority waits: do not overtake.
-    return Reject(p, Reason::kLimitReached);
+    return Reject(p, Reason::kLimitReached, now_ns);
   }
   int in_flight;
   Reason why;
-  if (!TryAdmit(p, &in_flight, &why)) return Reject(p, why);
+  if (!TryAdmit(p, now_ns, &in_flight, &why)) return Reject(p, why, now_ns);
   if (report_) {
     admitted_[p]->Increment();
     in_flight_gauge_->Set(in_flight);
   }
-  return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+  return Admission::Admitted(Permit(this, now, in_flight, priority));
 }
 
 Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
@@ -325,22 +357,22 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
   int in_flight;
   Reason why = Reason::kLimitReached;
   if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) == 0 &&
-      TryAdmit(p, &in_flight, &why)) {
+      TryAdmit(p, NowNs(), &in_flight, &why)) {
     admitted_[p]->Increment();
     in_flight_gauge_->Set(in_flight);
     return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
   }
-  if (max_queued_ == 0) return Reject(p, why);
+  if (max_queued_ == 0) return Reject(p, why, NowNs());
 
   WaitQueue& q = *queue_;
   internal::MutexLock lock(&q.mu);
-  if (q.size >= max_queued_) return Reject(p, Reason::kQueueFull);
+  if (q.size >= max_queued_) return Reject(p, Reason::kQueueFull, NowNs());
 
   // Become visible to releasers first, then try once more: a release either
   // sees this waiter (and serves the queue) or freed its slot before the
   // increment (and this attempt sees that slot). Both sides are seq_cst.
   waiting_.fetch_add(One(p), std::memory_order_seq_cst);
-  if (!q.HasAhead(p, queue_order_) && TryAdmit(p, &in_flight, &why)) {
+  if (!q.HasAhead(p, queue_order_) && TryAdmit(p, NowNs(), &in_flight, &why)) {
     waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
     admitted_[p]->Increment();
     in_flight_gauge_->Set(in_flight);
@@ -359,7 +391,7 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
     q.Remove(&w);
     waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
     queued_gauge_->Set(q.size);
-    return Reject(p, Reason::kDeadlineExceeded);
+    return Reject(p, Reason::kDeadlineExceeded, NowNs());
   }
   admitted_[p]->Increment();
   in_flight_gauge_->Set(w.in_flight);
@@ -369,6 +401,7 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
 void ConcurrencyLimiter::ServeWaiters() {
   WaitQueue& q = *queue_;
   internal::MutexLock lock(&q.mu);
+  const int64_t now_ns = NowNs();
   bool served = true;
   while (served) {
     served = false;
@@ -377,7 +410,7 @@ void ConcurrencyLimiter::ServeWaiters() {
       if (w == nullptr) continue;
       int in_flight;
       Reason why;
-      if (!TryAdmit(p, &in_flight, &why)) continue;
+      if (!TryAdmit(p, now_ns, &in_flight, &why)) continue;
       q.Remove(w);
       waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
       w->granted = true;

@@ -30,6 +30,8 @@ absl::string_view ReasonName(Reason reason) {
       return "rate_limited";
     case Reason::kBudgetExhausted:
       return "budget_exhausted";
+    case Reason::kPriorityPressure:
+      return "priority_pressure";
   }
   return "unknown";
 }

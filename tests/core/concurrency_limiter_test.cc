@@ -173,6 +173,7 @@ TEST_F(LimiterTest, LoweredLimitAdmitsNothingUntilInFlightDropsBelowIt) {
   EXPECT_EQ(limiter->in_flight(), 5);
   EXPECT_FALSE(limiter->TryAcquire().ok());
   permits.pop_back();
+  clock_.Advance(absl::Milliseconds(100));  // Critical's pressure is over.
   EXPECT_TRUE(limiter->TryAcquire().ok());
 }
 
@@ -239,8 +240,9 @@ TEST_F(LimiterTest, UnreservedCapacityIsBorrowableByAnyPartition) {
     held.push_back(std::move(a).permit());
   }
   EXPECT_FALSE(limiter->TryAcquire(Priority::kCritical).ok());
-  EXPECT_TRUE(limiter->TryAcquire(Priority::kNormal).ok());
+  EXPECT_TRUE(limiter->TryAcquire(Priority::kNormal).ok());  // Reserved.
   held.clear();
+  clock_.Advance(absl::Milliseconds(100));  // Critical's pressure is over.
   // Normal alone may use everything except critical's reserved 2.
   for (int i = 0; i < 8; ++i) {
     Admission a = limiter->TryAcquire(Priority::kNormal);
@@ -426,6 +428,55 @@ TEST_F(LimiterTest, TryAcquireDoesNotOvertakeWaitersOfItsPriority) {
   held.pop_back();
   waiter.Join();
   EXPECT_TRUE(waiter.ok());
+}
+
+// Limit 4: critical reserves 1, everything else is shared.
+constexpr std::array<PartitionOptions, kNumPriorities> kCriticalQuarter = {
+    PartitionOptions{0.25, 1}, PartitionOptions{0, 1}, PartitionOptions{0, 1}};
+
+TEST_F(LimiterTest, RefusedHigherPriorityStopsLowerOnesBorrowing) {
+  auto limiter = Make(Fixed(4), kCriticalQuarter);
+  std::vector<Permit> batch;
+  for (int i = 0; i < 3; ++i) {
+    batch.push_back(std::move(limiter->TryAcquire(Priority::kBatch)).permit());
+  }
+  Permit critical =
+      std::move(limiter->TryAcquire(Priority::kCritical)).permit();
+  ASSERT_TRUE(critical.valid());  // Its reserved slot.
+  EXPECT_FALSE(limiter->TryAcquire(Priority::kCritical).ok());  // Full.
+  // A batch slot frees: it is kept for critical, not borrowed by batch.
+  batch.pop_back();
+  Admission b = limiter->TryAcquire(Priority::kBatch);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.rejection().reason, Reason::kPriorityPressure);
+  EXPECT_EQ(
+      Counter({"orders", "concurrency_limit", "batch", "priority_pressure"},
+              false),
+      1);
+  EXPECT_TRUE(limiter->TryAcquire(Priority::kCritical).ok());
+  // 99 ms later the pressure still holds; at 100 ms it is over.
+  clock_.Advance(absl::Milliseconds(99));
+  EXPECT_EQ(limiter->TryAcquire(Priority::kBatch).rejection().reason,
+            Reason::kPriorityPressure);
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_TRUE(limiter->TryAcquire(Priority::kBatch).ok());
+}
+
+TEST_F(LimiterTest, PriorityHoldZeroDisablesThePressure) {
+  ConcurrencyLimiterOptions o;
+  o.limit = Fixed(4);
+  o.partitions = kCriticalQuarter;
+  o.priority_hold = absl::ZeroDuration();
+  o.clock = &clock_;
+  auto limiter = std::move(*ConcurrencyLimiter::Create(std::move(o)));
+  std::vector<Permit> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(std::move(limiter->TryAcquire(Priority::kBatch)).permit());
+  }
+  held.push_back(std::move(limiter->TryAcquire(Priority::kCritical)).permit());
+  EXPECT_FALSE(limiter->TryAcquire(Priority::kCritical).ok());
+  held.erase(held.begin());
+  EXPECT_TRUE(limiter->TryAcquire(Priority::kBatch).ok());
 }
 
 TEST_F(LimiterTest, MetricsReportDecisionsInFlightAndLimit) {

@@ -483,6 +483,12 @@ INSTANTIATE_TEST_SUITE_P(
          },
          {"ConcurrencyLimiterOptions.partitions", "guaranteed_fraction", "sum"},
          "1.1"},
+        {"PriorityHoldNegative",
+         [](ConcurrencyLimiterOptions& o) {
+           o.priority_hold = -absl::Milliseconds(1);
+         },
+         {"ConcurrencyLimiterOptions.priority_hold"},
+         "-1ms"},
         {"MaxQueuedNegative",
          [](ConcurrencyLimiterOptions& o) { o.max_queued = -1; },
          {"ConcurrencyLimiterOptions.max_queued"},

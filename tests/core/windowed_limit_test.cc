@@ -115,7 +115,8 @@ TEST(WindowedLimitTest, PercentileAggregation) {
   for (int i = 1; i <= 10; ++i) {
     limit->OnSample(Sample(milliseconds(i), milliseconds(i)));
   }
-  limit->OnSample(Sample(milliseconds(101), milliseconds(11)));  // Opened at 1 ms.
+  limit->OnSample(
+      Sample(milliseconds(101), milliseconds(11)));  // Opened at 1 ms.
   ASSERT_EQ(windows.size(), 1u);
   // 11 successes, 1..11 ms: the 90th percentile is the 10th, 10 ms.
   EXPECT_EQ(windows[0].rtt, milliseconds(10));

@@ -319,13 +319,13 @@ TEST(SpillwayDefaultTest, ShedsBeforeTheCascade) {
   EXPECT_GE(row("slowdown").goodput_pct, 90.0);
   // After the balancer is fixed: back within 10 s.
   EXPECT_LE(row("recovery").converge_s, 10.0);
-  // Priorities: the issue asks for 100% of critical demand. With 8
-  // instances sharing N* = 22, each instance's limit is about 2, where
-  // integer partition shares leave critical one slot (batch may hold the
-  // other): it reaches about 87%. Pinned here so it cannot regress.
+  // Priorities: the goal is 100% of critical demand. With 8 instances
+  // sharing N* = 22 each instance's limit is 2 to 4 and not evenly spread,
+  // and some critical writes still fail all four attempts: it serves about
+  // 95% (87% before priority_hold). Pinned here so it cannot regress.
   for (const ScenarioMetrics& m : report->rows) {
     if (m.contender == "spillway:critical") {
-      EXPECT_GE(m.goodput_pct, 85.0);
+      EXPECT_GE(m.goodput_pct, 93.0);
     }
   }
 }

@@ -14,20 +14,25 @@
 //
 // The algorithm, per window (a WindowSample: aggregated RTT, min RTT, max
 // in-flight, drops), with target = latency_tolerance * baseline:
-//     drops in the window:      limit' = limit * drop_backoff
-//     rtt > target:             limit' = limit * max(0.5, target / rtt)
-//     rtt <= target, and the application used at least half the limit:
-//       slow start (no congestion seen yet): limit' = limit * min(2,
-//       target/rtt) afterwards:                          limit' = limit +
-//       sqrt(limit)
-//     otherwise:                limit' = limit   (hold: unused limit is no
-//                                                 evidence of capacity)
-//     clamp to [min_limit, max_limit].
+//   drops in the window:   limit' = limit * drop_backoff
+//   rtt > target:          limit' = limit * max(0.5, target / rtt)
+//   rtt <= target and at least half the limit used:
+//     in slow start:       limit' = limit * min(2, target / rtt)
+//     after slow start:    limit' = limit + 1
+//   otherwise:             limit' = limit  (hold: an unused limit is no
+//                                           evidence of capacity)
+//   then clamp to [min_limit, max_limit].
 // The decrease is proportional to the excess latency (the gradient of
 // Netflix's Gradient2 and Envoy's controller, concurrency-limits and
-// adaptive_concurrency); the headroom sqrt(limit) is Envoy's; slow start is
-// TCP's (RFC 5681): doubling until the first congestion signal, so a cold
-// start reaches its operating point within a few windows.
+// adaptive_concurrency). Slow start is TCP's (RFC 5681): doubling until the
+// first congestion signal, so a cold start reaches its operating point
+// within a few windows. Afterwards the increase is a constant, not
+// proportional to the limit: additive increase with multiplicative
+// decrease converges to equal shares among instances that share a database
+// (Chiu and Jain, 1989). With Envoy's sqrt(limit) growth instead, the
+// simulator's fleet kept one instance far above the others, and critical
+// writes on the starved instances failed (95% of critical demand served,
+// against 99% with +1).
 //
 // Baseline, without drift: the minimum of the windows' minimum RTTs over
 // the last `baseline_horizon`, kept in 12 time buckets, so one old low
@@ -130,7 +135,7 @@ class KneeLimit final : public LimitAlgorithm {
   std::array<int64_t, kBuckets> period_;
   std::array<int64_t, kBuckets> min_ns_;
   int64_t latest_period_ = 0;
-  // The limit as a real number, so sqrt growth and ratios accumulate.
+  // The limit as a real number, so fractional steps accumulate.
   double limit_ = 0;
   bool slow_start_ = true;
   int windows_pinned_ = 0;

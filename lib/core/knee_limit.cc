@@ -115,7 +115,7 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
     if (slow_start_) {
       limit_ *= rtt > 0 ? std::min(2.0, target / rtt) : 2.0;
     } else {
-      limit_ += std::sqrt(limit_);
+      limit_ += 1.0;
     }
   }
   limit_ = std::clamp(limit_, static_cast<double>(options_.min_limit),

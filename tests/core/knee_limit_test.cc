@@ -60,12 +60,12 @@ TEST(KneeLimitTest, DecreaseIsProportionalToTheExcessLatency) {
   EXPECT_EQ(limit, 16);  // 33.3 * max(0.5, 0.1).
 }
 
-TEST(KneeLimitTest, AfterSlowStartGrowsBySqrt) {
+TEST(KneeLimitTest, AfterSlowStartGrowsByOne) {
   auto k = Make({.initial_limit = 16});
   int limit = k->Update(Window(milliseconds(100), milliseconds(5), 16, 1), 16);
   EXPECT_EQ(limit, 12);  // Drop: x 0.8 = 12.8 -> 12; slow start over.
   limit = k->Update(Window(milliseconds(200), milliseconds(5), 12), limit);
-  EXPECT_EQ(limit, 16);  // 12.8 + sqrt(12.8) = 16.38.
+  EXPECT_EQ(limit, 13);  // 12.8 + 1.
 }
 
 TEST(KneeLimitTest, HoldsWhenTheApplicationDoesNotUseTheLimit) {

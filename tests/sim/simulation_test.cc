@@ -319,13 +319,12 @@ TEST(SpillwayDefaultTest, ShedsBeforeTheCascade) {
   EXPECT_GE(row("slowdown").goodput_pct, 90.0);
   // After the balancer is fixed: back within 10 s.
   EXPECT_LE(row("recovery").converge_s, 10.0);
-  // Priorities: the goal is 100% of critical demand. With 8 instances
-  // sharing N* = 22 each instance's limit is 2 to 4 and not evenly spread,
-  // and some critical writes still fail all four attempts: it serves about
-  // 95% (87% before priority_hold). Pinned here so it cannot regress.
+  // Priorities: the goal is 100% of critical demand; with seed 1 it serves
+  // 99.4% (96.6% to 99.8% over seeds 1-3): a few critical writes still fail
+  // all four attempts on instances whose limit is 1 or 2. Pinned here.
   for (const ScenarioMetrics& m : report->rows) {
     if (m.contender == "spillway:critical") {
-      EXPECT_GE(m.goodput_pct, 93.0);
+      EXPECT_GE(m.goodput_pct, 99.0);
     }
   }
 }

@@ -107,9 +107,12 @@ class GradientLimit final : public LimitAlgorithm {
 
   // Envoy starts at min_concurrency, measuring minRTT. Not thread-safe.
   int initial_limit() const override { return options_.min_concurrency; }
+  // min_concurrency and max_limit. Not thread-safe.
   int min_limit() const override { return options_.min_concurrency; }
   int max_limit() const override { return options_.max_limit; }
+  // One window: measurement or gradient step (see above). Not thread-safe.
   int Update(const WindowSample& window, int limit) override;
+  // The start of the current or last minRTT measurement. Not thread-safe.
   MonotonicTime discard_before() const override { return discard_before_; }
 
   // The last minRTT measured (zero before the first). Not thread-safe.

@@ -113,9 +113,11 @@ class KneeLimit final : public LimitAlgorithm {
   static absl::StatusOr<std::unique_ptr<KneeLimit>> Create(
       const KneeLimitOptions& options);
 
+  // The options' limits. Not thread-safe (a LimitAlgorithm).
   int initial_limit() const override { return options_.initial_limit; }
   int min_limit() const override { return options_.min_limit; }
   int max_limit() const override { return options_.max_limit; }
+  // One step of the algorithm above. Not thread-safe.
   int Update(const WindowSample& window, int limit) override;
 
   // The baseline now (zero before the first window). Not thread-safe.

@@ -30,6 +30,7 @@
 #include "gtest/gtest.h"
 #include "spillway/limit.h"
 #include "spillway/limit_algorithm.h"
+#include "tests/common/invalid_options.h"
 
 namespace spillway {
 namespace {
@@ -362,16 +363,7 @@ TEST(Gradient2LimitTest, QueueOnlyAtGradientOneStillGrowsWithinTolerance) {
 
 // --- Validation -------------------------------------------------------------
 
-struct InvalidCase {
-  std::string name;
-  std::function<void(Gradient2LimitOptions&)> mutate;
-  std::string field;
-  std::string value;
-};
-
-std::string CaseName(const ::testing::TestParamInfo<InvalidCase>& param) {
-  return param.param.name;
-}
+using InvalidCase = test::InvalidOptionsCase<Gradient2LimitOptions>;
 
 class Gradient2LimitInvalidOptionsTest
     : public ::testing::TestWithParam<InvalidCase> {};
@@ -379,12 +371,9 @@ class Gradient2LimitInvalidOptionsTest
 TEST_P(Gradient2LimitInvalidOptionsTest, IsRefusedNamingFieldAndValue) {
   Gradient2LimitOptions options;
   GetParam().mutate(options);
-  const absl::Status status = ValidateGradient2LimitOptions(options);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr("Gradient2LimitOptions." + GetParam().field));
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr("got " + GetParam().value));
+  test::ExpectInvalidArgument(ValidateGradient2LimitOptions(options),
+                              "Gradient2LimitOptions." + GetParam().field,
+                              GetParam().value);
   EXPECT_EQ(Gradient2Limit::Create(options).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
@@ -437,7 +426,7 @@ INSTANTIATE_TEST_SUITE_P(
         InvalidCase{"DropBackoffRatioNaN",
                     [](auto& o) { o.drop_backoff_ratio = kNaN; },
                     "drop_backoff_ratio", "nan"}),
-    CaseName);
+    test::CaseName<Gradient2LimitOptions>);
 
 TEST(Gradient2LimitOptionsTest, BoundaryValuesAreAccepted) {
   Gradient2LimitOptions options;

@@ -25,6 +25,7 @@
 #include "gtest/gtest.h"
 #include "spillway/limit.h"
 #include "spillway/limit_algorithm.h"
+#include "tests/common/invalid_options.h"
 
 namespace spillway {
 namespace {
@@ -529,16 +530,7 @@ TEST(VegasLimitTest, WindowWithoutMinRttCountsItsRtt) {
 
 // --- Validation -------------------------------------------------------------
 
-struct InvalidCase {
-  std::string name;
-  std::function<void(VegasLimitOptions&)> mutate;
-  std::string field;
-  std::string value;
-};
-
-std::string CaseName(const ::testing::TestParamInfo<InvalidCase>& param) {
-  return param.param.name;
-}
+using InvalidCase = test::InvalidOptionsCase<VegasLimitOptions>;
 
 class VegasLimitInvalidOptionsTest
     : public ::testing::TestWithParam<InvalidCase> {};
@@ -546,12 +538,9 @@ class VegasLimitInvalidOptionsTest
 TEST_P(VegasLimitInvalidOptionsTest, IsRefusedNamingFieldAndValue) {
   VegasLimitOptions options;
   GetParam().mutate(options);
-  const absl::Status status = ValidateVegasLimitOptions(options);
-  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr("VegasLimitOptions." + GetParam().field));
-  EXPECT_THAT(std::string(status.message()),
-              HasSubstr("got " + GetParam().value));
+  test::ExpectInvalidArgument(ValidateVegasLimitOptions(options),
+                              "VegasLimitOptions." + GetParam().field,
+                              GetParam().value);
   EXPECT_EQ(VegasLimit::Create(options).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
@@ -599,7 +588,7 @@ INSTANTIATE_TEST_SUITE_P(
                       o.rtt_noload_probe_windows = kMaxVegasProbeWindows + 1;
                     },
                     "rtt_noload_probe_windows", "4097"}),
-    CaseName);
+    test::CaseName<VegasLimitOptions>);
 
 TEST(VegasLimitOptionsTest, BoundaryValuesAreAccepted) {
   VegasLimitOptions options;

@@ -1,5 +1,6 @@
-// A parameter table for "every invalid option field is refused with
-// InvalidArgument naming the field and the value".
+// Test helpers for options and factories: a parameter table for "every
+// invalid option field is refused with InvalidArgument naming the field and
+// the value", and ValueOrFail for factories expected to succeed.
 //
 //   using Case = spillway::test::InvalidOptionsCase<VegasLimitOptions>;
 //   class VegasInvalid : public ::testing::TestWithParam<Case> {};
@@ -17,9 +18,12 @@
 #define SPILLWAY_TESTS_COMMON_INVALID_OPTIONS_H_
 
 #include <functional>
+#include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -49,6 +53,17 @@ inline void ExpectInvalidArgument(const absl::Status& status,
   EXPECT_THAT(std::string(status.message()), ::testing::HasSubstr(field));
   EXPECT_THAT(std::string(status.message()),
               ::testing::HasSubstr("got " + value));
+}
+
+// The object a factory made, or null after recording a test failure that
+// shows the status (for factories that are expected to succeed).
+template <typename T>
+std::unique_ptr<T> ValueOrFail(absl::StatusOr<std::unique_ptr<T>> made) {
+  if (!made.ok()) {
+    ADD_FAILURE() << made.status();
+    return nullptr;
+  }
+  return *std::move(made);
 }
 
 }  // namespace spillway::test

@@ -54,13 +54,7 @@ WindowSample OnSample(nanoseconds rtt, int in_flight, bool dropped = false) {
 }
 
 std::unique_ptr<Gradient2Limit> Make(const Gradient2LimitOptions& options) {
-  absl::StatusOr<std::unique_ptr<Gradient2Limit>> limit =
-      Gradient2Limit::Create(options);
-  if (!limit.ok()) {
-    ADD_FAILURE() << limit.status();
-    return nullptr;
-  }
-  return *std::move(limit);
+  return test::ValueOrFail(Gradient2Limit::Create(options));
 }
 
 // Feeds windows with the limit last returned, as WindowedLimit does.

@@ -68,13 +68,7 @@ VegasLimitOptions NetflixTestOptions() {
 }
 
 std::unique_ptr<VegasLimit> Make(const VegasLimitOptions& options) {
-  absl::StatusOr<std::unique_ptr<VegasLimit>> limit =
-      VegasLimit::Create(options);
-  if (!limit.ok()) {
-    ADD_FAILURE() << limit.status();
-    return nullptr;
-  }
-  return *std::move(limit);
+  return test::ValueOrFail(VegasLimit::Create(options));
 }
 
 // Feeds `window` with the limit last returned, as WindowedLimit does.

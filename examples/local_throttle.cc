@@ -6,9 +6,12 @@
 // has). Each write passes:
 //   1. a TokenBucket (2500 writes/s, burst 100): the local rate limit, a
 //      little above what the database can do at its knee (2000/s);
-//   2. a ConcurrencyLimiter with an AIMD limit: a write slower than 30 ms
-//      counts as dropped and shrinks the limit; callers that find the limit
-//      full wait up to 10 ms in its queue.
+//   2. a ConcurrencyLimiter with the default limit algorithm (KneeLimit): it
+//      learns the database's unloaded latency, starts at 1 and doubles until
+//      latency passes twice that, then holds the limit there; callers that
+//      find the limit full wait up to 10 ms in its queue. A write slower
+//      than 30 ms is reported to it as dropped (a timeout, as a real client
+//      would see).
 // A write refused by the limiter gives its token back (no gate keeps budget
 // for a write a later gate refused). Every half second the program prints
 // the limit, in-flight count and what was admitted, queued and rejected, and
@@ -25,7 +28,6 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "spillway/aimd_limit.h"
 #include "spillway/concurrency_limiter.h"
 #include "spillway/token_bucket.h"
 
@@ -70,21 +72,14 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<spillway::TokenBucket>> bucket =
       spillway::TokenBucket::Create(
           {.rate = 2500, .burst = 100, .name = "local_throttle"});
-  absl::StatusOr<std::unique_ptr<spillway::AimdLimit>> aimd =
-      spillway::AimdLimit::Create({.initial_limit = 8,
-                                   .min_limit = 2,
-                                   .max_limit = 64,
-                                   .backoff_ratio = 0.9,
-                                   .timeout = absl::Milliseconds(30)});
-  if (!bucket.ok() || !aimd.ok()) {
-    std::fprintf(stderr, "bad options: %s %s\n",
-                 bucket.status().ToString().c_str(),
-                 aimd.status().ToString().c_str());
+  if (!bucket.ok()) {
+    std::fprintf(stderr, "bad options: %s\n",
+                 bucket.status().ToString().c_str());
     return 1;
   }
   spillway::ConcurrencyLimiterOptions limiter_options;
   limiter_options.name = "local_throttle";
-  limiter_options.limit = std::move(*aimd);
+  // limit left unset: the default algorithm, KneeLimit.
   limiter_options.max_queued = 16;
   absl::StatusOr<std::unique_ptr<spillway::ConcurrencyLimiter>> limiter =
       spillway::ConcurrencyLimiter::Create(std::move(limiter_options));
@@ -164,7 +159,7 @@ int main(int argc, char** argv) {
       "Turned away: %lld by the token bucket (rate_limited), %lld by the "
       "concurrency limit (limit_reached), %lld because the queue was full, "
       "%lld after waiting 10 ms in the queue.\n"
-      "Final limit %d (AIMD between 2 and 64); the database's knee is at 8 "
+      "Final limit %d (KneeLimit, the default); the database's knee is at 8 "
       "concurrent writes.\n",
       static_cast<long long>(ran), seconds,
       static_cast<long long>(tally.admitted_queued.load()),

@@ -51,7 +51,8 @@ class MutexLimiter {
  public:
   MutexLimiter(Clock& clock, int limit) : clock_(clock), limit_(limit) {}
 
-  // Returns the admission time, or nullopt-like false through `ok`.
+  // Admits if in-flight is below the limit: returns true and the admission
+  // time and in-flight count through the out-parameters.
   bool Acquire(MonotonicTime* start, int* in_flight) {
     const MonotonicTime now = clock_.Now();
     std::lock_guard<std::mutex> lock(mu_);

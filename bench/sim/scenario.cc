@@ -97,55 +97,39 @@ std::vector<ScenarioSpec> BuildScenarios(const ScenarioOptions& o) {
   const auto at = [&o](double seconds) {
     return SimTime(seconds * o.duration_scale);
   };
-  std::vector<ScenarioSpec> scenarios;
-
-  ScenarioSpec steady;
-  steady.name = "steady";
-  steady.run = "steady";
-  steady.from = at(5);
-  steady.to = at(30);
-  steady.change = at(0);
-  scenarios.push_back(steady);
-
-  ScenarioSpec incident;
-  incident.name = "incident";
-  incident.run = "incident";
-  incident.from = at(10);
-  incident.to = at(70);
-  incident.change = at(10);
-  scenarios.push_back(incident);
-
-  ScenarioSpec slowdown;
-  slowdown.name = "slowdown";
-  slowdown.run = "slowdown";
-  slowdown.from = at(10);
-  slowdown.to = at(70);
-  slowdown.change = at(10);
-  slowdown.peak_factor = o.slowdown_factor;
-  scenarios.push_back(slowdown);
-
-  ScenarioSpec recovery;
-  recovery.name = "recovery";
-  recovery.run = "incident";
-  recovery.from = at(70);
-  recovery.to = at(130);
-  recovery.change = at(70);
-  recovery.converge_rule = ConvergeRule::kRecovery;
-  // Pre-incident, after a 2 s warm-up.
-  recovery.baseline_from = at(2);
-  recovery.baseline_to = at(10);
-  scenarios.push_back(recovery);
-
-  ScenarioSpec priorities;
-  priorities.name = "priorities";
-  priorities.run = "priorities";
-  priorities.from = at(5);
-  priorities.to = at(40);
-  priorities.change = at(0);
-  priorities.breakdown = Priority::kCritical;
-  scenarios.push_back(priorities);
-
-  return scenarios;
+  return {
+      {.name = "steady",
+       .run = "steady",
+       .from = at(5),
+       .to = at(30),
+       .change = at(0)},
+      {.name = "incident",
+       .run = "incident",
+       .from = at(10),
+       .to = at(70),
+       .change = at(10)},
+      {.name = "slowdown",
+       .run = "slowdown",
+       .from = at(10),
+       .to = at(70),
+       .change = at(10),
+       .peak_factor = o.slowdown_factor},
+      // Pre-incident goodput, after a 2 s warm-up, is what to return to.
+      {.name = "recovery",
+       .run = "incident",
+       .from = at(70),
+       .to = at(130),
+       .change = at(70),
+       .converge_rule = ConvergeRule::kRecovery,
+       .baseline_from = at(2),
+       .baseline_to = at(10)},
+      {.name = "priorities",
+       .run = "priorities",
+       .from = at(5),
+       .to = at(40),
+       .change = at(0),
+       .breakdown = Priority::kCritical},
+  };
 }
 
 std::vector<std::string> ScenarioNames() {

@@ -299,6 +299,11 @@ class ConcurrencyLimiter {
   // On success returns true and the total in flight after admission.
   bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
   void Release(const Permit& permit, Outcome outcome);
+  // reserved(p) and cap(p) of the header comment, for the hot path.
+  int64_t Reserved(int p, int64_t limit) const;
+  int64_t Cap(int p, int64_t limit, int64_t reserved) const;
+  // Counts the admission and hands out its permit.
+  Admission Admit(int p, MonotonicTime start, int in_flight);
   // Counts the rejection and, for a refused priority with lower ones below
   // it, starts (or extends) its pressure period.
   Admission Reject(int p, Reason why, int64_t now_ns);

@@ -249,16 +249,23 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
 
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;
 
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t ConcurrencyLimiter::Reserved(
+    int p, int64_t limit) const {
+  return limit * guaranteed_ppm_[p] / kPpm;
+}
+
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t ConcurrencyLimiter::Cap(
+    int p, int64_t limit, int64_t reserved) const {
+  return std::max<int64_t>({reserved, 1, limit * max_ppm_[p] / kPpm});
+}
+
 int ConcurrencyLimiter::reserved(Priority priority, int limit) const {
-  return static_cast<int>(limit * guaranteed_ppm_[static_cast<int>(priority)] /
-                          kPpm);
+  return static_cast<int>(Reserved(static_cast<int>(priority), limit));
 }
 
 int ConcurrencyLimiter::cap(Priority priority, int limit) const {
-  const int64_t by_fraction =
-      limit * max_ppm_[static_cast<int>(priority)] / kPpm;
-  return static_cast<int>(
-      std::max<int64_t>({reserved(priority, limit), 1, by_fraction}));
+  const int p = static_cast<int>(priority);
+  return static_cast<int>(Cap(p, limit, Reserved(p, limit)));
 }
 
 int64_t ConcurrencyLimiter::NowNs() const {
@@ -270,7 +277,7 @@ int64_t ConcurrencyLimiter::NowNs() const {
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
     int p, int64_t now_ns, int* in_flight, Reason* why) {
   const int64_t limit = limit_->current();
-  const int64_t reserved_p = limit * guaranteed_ppm_[p] / kPpm;
+  const int64_t reserved_p = Reserved(p, limit);
   uint64_t word = counts_.load(std::memory_order_relaxed);
   for (;;) {
     const int64_t total = Total(word);
@@ -284,8 +291,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
     if (mine >= reserved_p) {
       // Beyond its reservation: within its cap, and only from the shared
       // pool, i.e. sum over q of max(n(q), reserved(q)) < limit.
-      const int64_t cap_p =
-          std::max<int64_t>({reserved_p, 1, limit * max_ppm_[p] / kPpm});
+      const int64_t cap_p = Cap(p, limit, reserved_p);
       if (mine >= cap_p) {
         *why = Reason::kPartitionLimit;
         return false;
@@ -298,8 +304,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
       }
       int64_t occupied = 0;
       for (int q = 0; q < kNumPriorities; ++q) {
-        occupied += std::max<int64_t>(Count(word, q),
-                                      limit * guaranteed_ppm_[q] / kPpm);
+        occupied += std::max<int64_t>(Count(word, q), Reserved(q, limit));
       }
       if (occupied >= limit) {
         *why = Reason::kLimitReached;
@@ -331,6 +336,15 @@ Admission ConcurrencyLimiter::Reject(int p, Reason why, int64_t now_ns) {
       Rejection{Gate::kConcurrencyLimit, why, retry_after()});
 }
 
+Admission ConcurrencyLimiter::Admit(int p, MonotonicTime start, int in_flight) {
+  if (report_) {
+    admitted_[p]->Increment();
+    in_flight_gauge_->Set(in_flight);
+  }
+  return Admission::Admitted(
+      Permit(this, start, in_flight, static_cast<Priority>(p)));
+}
+
 Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
   const int p = static_cast<int>(priority);
   const MonotonicTime now = clock_.Now();
@@ -344,11 +358,7 @@ Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
   int in_flight;
   Reason why;
   if (!TryAdmit(p, now_ns, &in_flight, &why)) return Reject(p, why, now_ns);
-  if (report_) {
-    admitted_[p]->Increment();
-    in_flight_gauge_->Set(in_flight);
-  }
-  return Admission::Admitted(Permit(this, now, in_flight, priority));
+  return Admit(p, now, in_flight);
 }
 
 Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
@@ -358,9 +368,7 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
   Reason why = Reason::kLimitReached;
   if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) == 0 &&
       TryAdmit(p, NowNs(), &in_flight, &why)) {
-    admitted_[p]->Increment();
-    in_flight_gauge_->Set(in_flight);
-    return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+    return Admit(p, clock_.Now(), in_flight);
   }
   if (max_queued_ == 0) return Reject(p, why, NowNs());
 
@@ -374,9 +382,7 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
   waiting_.fetch_add(One(p), std::memory_order_seq_cst);
   if (!q.HasAhead(p, queue_order_) && TryAdmit(p, NowNs(), &in_flight, &why)) {
     waiting_.fetch_sub(One(p), std::memory_order_seq_cst);
-    admitted_[p]->Increment();
-    in_flight_gauge_->Set(in_flight);
-    return Admission::Admitted(Permit(this, clock_.Now(), in_flight, priority));
+    return Admit(p, clock_.Now(), in_flight);
   }
   WaitQueue::Waiter w(p);
   q.Push(&w, queue_order_);
@@ -393,9 +399,7 @@ Admission ConcurrencyLimiter::Acquire(MonotonicTime deadline,
     queued_gauge_->Set(q.size);
     return Reject(p, Reason::kDeadlineExceeded, NowNs());
   }
-  admitted_[p]->Increment();
-  in_flight_gauge_->Set(w.in_flight);
-  return Admission::Admitted(Permit(this, w.start, w.in_flight, priority));
+  return Admit(p, w.start, w.in_flight);
 }
 
 void ConcurrencyLimiter::ServeWaiters() {

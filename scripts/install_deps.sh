@@ -9,6 +9,8 @@ PACKAGES=(
   libabsl-dev libgtest-dev libgmock-dev libbenchmark-dev
   # clang builds the sanitizer suites and checks -Wthread-safety.
   clang libclang-rt-14-dev clang-format
+  # spillway::redis, and the real server its tests start on loopback.
+  libhiredis-dev redis-server redis-tools
 )
 
 missing=()

@@ -19,8 +19,13 @@
 //   priority: critical, normal, batch (`any` for gates without priorities);
 //   reason:   ReasonName() — limit_reached, partition_limit, queue_full,
 //             deadline_exceeded, rate_limited, budget_exhausted,
-//             priority_pressure;
-//   outcome:  success, dropped, ignored.
+//             priority_pressure, budget_unavailable;
+//   outcome:  success, dropped, ignored;
+//   mode:     BudgetModeName() — shared, safe_share, fail_open, fail_closed;
+//   result:   granted, exhausted, error (one fleet-budget refresh);
+//   kind:     RedisErrorKind — unavailable, timeout, auth, wrong_type,
+//             script, protocol;
+//   fleet:    the FleetRegistry's `fleet` option.
 //
 // Thread safety: constant data.
 
@@ -55,6 +60,10 @@ inline constexpr absl::string_view kAdmittedLabels[] = {"throttle", "gate",
 inline constexpr absl::string_view kRejectedLabels[] = {"throttle", "gate",
                                                         "priority", "reason"};
 inline constexpr absl::string_view kOutcomeLabels[] = {"throttle", "outcome"};
+inline constexpr absl::string_view kModeLabels[] = {"throttle", "mode"};
+inline constexpr absl::string_view kRefreshLabels[] = {"throttle", "result"};
+inline constexpr absl::string_view kRedisErrorLabels[] = {"throttle", "kind"};
+inline constexpr absl::string_view kFleetLabels[] = {"fleet"};
 
 // Write latency buckets, seconds: 0.5 ms to 10 s.
 inline constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -111,9 +120,86 @@ inline constexpr MetricDef kBucketBurst{"spillway_bucket_burst",
                                         kThrottleLabels,
                                         {}};
 
+// Fleet-wide budget (LeasedBudget, spillway::redis::GlobalBudget). The
+// `throttle` label is the budget's key.
+inline constexpr MetricDef kLeaseTokens{
+    "spillway_budget_lease_tokens",
+    MetricType::kGauge,
+    "Tokens of the fleet budget this instance holds in its local lease, as of "
+    "the last refresh.",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kLeaseTarget{
+    "spillway_budget_lease_target_tokens",
+    MetricType::kGauge,
+    "Lease size this instance tops up to at each refresh (about one refresh "
+    "interval of its demand).",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kMaxLease{"spillway_budget_max_lease_tokens",
+                                     MetricType::kGauge,
+                                     "Largest lease this instance may hold.",
+                                     kThrottleLabels,
+                                     {}};
+inline constexpr MetricDef kOvershootBound{
+    "spillway_budget_overshoot_bound_tokens",
+    MetricType::kGauge,
+    "Worst-case writes the fleet may admit above rate x time: burst plus "
+    "fleet size x largest lease.",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kBudgetMode{
+    "spillway_budget_mode",
+    MetricType::kGauge,
+    "1 for the fleet budget's active mode (shared, or a fail mode while its "
+    "store is unreachable), 0 for the others.",
+    kModeLabels,
+    {}};
+inline constexpr MetricDef kBudgetRefreshes{
+    "spillway_budget_refreshes_total",
+    MetricType::kCounter,
+    "Lease refreshes against the shared store, by result.",
+    kRefreshLabels,
+    {}};
+inline constexpr MetricDef kRedisErrors{"spillway_redis_errors_total",
+                                        MetricType::kCounter,
+                                        "Failed Redis calls, by kind.",
+                                        kRedisErrorLabels,
+                                        {}};
+
+// Fleet registry (spillway::redis::FleetRegistry).
+inline constexpr MetricDef kFleetInstances{
+    "spillway_fleet_instances",
+    MetricType::kGauge,
+    "Live instances in the fleet (heartbeats not older than their TTL).",
+    kFleetLabels,
+    {}};
+inline constexpr MetricDef kFleetShare{
+    "spillway_fleet_share",
+    MetricType::kGauge,
+    "This instance's share of the fleet's offered writes, 0 to 1.",
+    kFleetLabels,
+    {}};
+inline constexpr MetricDef kFleetSkew{
+    "spillway_fleet_skew",
+    MetricType::kGauge,
+    "Largest instance share of offered writes over the fair share (1 = "
+    "even); a misrouted balancer shows as a high value.",
+    kFleetLabels,
+    {}};
+inline constexpr MetricDef kFleetSkewed{
+    "spillway_fleet_skewed",
+    MetricType::kGauge,
+    "1 while fleet skew is at or above the registry's threshold.",
+    kFleetLabels,
+    {}};
+
 inline constexpr const MetricDef* kAll[] = {
-    &kAdmitted, &kRejected, &kInFlight,   &kLimit,      &kQueued,
-    &kOutcomes, &kLatency,  &kBucketRate, &kBucketBurst};
+    &kAdmitted,       &kRejected,    &kInFlight,        &kLimit,
+    &kQueued,         &kOutcomes,    &kLatency,         &kBucketRate,
+    &kBucketBurst,    &kLeaseTokens, &kLeaseTarget,     &kMaxLease,
+    &kOvershootBound, &kBudgetMode,  &kBudgetRefreshes, &kRedisErrors,
+    &kFleetInstances, &kFleetShare,  &kFleetSkew,       &kFleetSkewed};
 
 }  // namespace metrics
 }  // namespace spillway

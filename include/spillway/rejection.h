@@ -36,16 +36,18 @@ inline constexpr int kNumGates = 3;
 
 // Why the gate refused.
 enum class Reason : uint8_t {
-  kLimitReached = 0,      // In-flight writes are at the limit.
-  kPartitionLimit = 1,    // The priority's partition is at its maximum share.
-  kQueueFull = 2,         // Acquire(): the wait queue is full.
-  kDeadlineExceeded = 3,  // Acquire(): the deadline passed while queued.
-  kRateLimited = 4,       // Not enough tokens.
-  kBudgetExhausted = 5,   // Fleet-wide budget exhausted.
-  kPriorityPressure = 6,  // A higher priority was refused moments ago: this
-                          // one may not borrow unreserved capacity now.
+  kLimitReached = 0,       // In-flight writes are at the limit.
+  kPartitionLimit = 1,     // The priority's partition is at its maximum share.
+  kQueueFull = 2,          // Acquire(): the wait queue is full.
+  kDeadlineExceeded = 3,   // Acquire(): the deadline passed while queued.
+  kRateLimited = 4,        // Not enough tokens.
+  kBudgetExhausted = 5,    // Fleet-wide budget exhausted.
+  kPriorityPressure = 6,   // A higher priority was refused moments ago: this
+                           // one may not borrow unreserved capacity now.
+  kBudgetUnavailable = 7,  // The fleet-wide budget's store is unreachable
+                           // and its fail mode is FailClosed.
 };
-inline constexpr int kNumReasons = 7;
+inline constexpr int kNumReasons = 8;
 
 // Stable lower_snake_case names, used as metric label values and in
 // `Rejection::ToString()`. Thread-safe.

@@ -32,6 +32,8 @@ absl::string_view ReasonName(Reason reason) {
       return "budget_exhausted";
     case Reason::kPriorityPressure:
       return "priority_pressure";
+    case Reason::kBudgetUnavailable:
+      return "budget_unavailable";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@
 
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <utility>
 
@@ -36,6 +37,12 @@ struct InvalidOptionsCase {
   std::string field;                     // The field's name.
   std::string value;                     // The bad value as printed.
 };
+
+// gtest prints a parameter with this (found by ADL) instead of its bytes.
+template <typename Options>
+void PrintTo(const InvalidOptionsCase<Options>& c, std::ostream* os) {
+  *os << c.name;
+}
 
 template <typename Options>
 std::string CaseName(

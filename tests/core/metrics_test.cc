@@ -3,15 +3,23 @@
 #include "spillway/metrics.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "absl/strings/match.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "gtest/gtest.h"
+#include "spillway/budget_store.h"
 #include "spillway/concurrency_limiter.h"
 #include "spillway/fixed_limit.h"
+#include "spillway/leased_budget.h"
+#include "spillway/log.h"
 #include "spillway/metric_names.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
@@ -27,7 +35,13 @@ TEST(MetricNamesTest, NamesFollowPrometheusConventions) {
     EXPECT_TRUE(absl::StartsWith(def->name, "spillway_")) << def->name;
     EXPECT_FALSE(def->help.empty()) << def->name;
     EXPECT_FALSE(def->labels.empty()) << def->name;
-    EXPECT_EQ(def->labels[0], "throttle") << def->name;
+    // A component's metrics carry its name; the fleet registry's, the
+    // fleet's.
+    EXPECT_TRUE(def->labels[0] == "throttle" || def->labels[0] == "fleet")
+        << def->name;
+    EXPECT_EQ(def->labels[0] == "fleet",
+              absl::StartsWith(def->name, "spillway_fleet_"))
+        << def->name;
     EXPECT_EQ(absl::EndsWith(def->name, "_total"),
               def->type == MetricType::kCounter)
         << def->name;
@@ -41,7 +55,25 @@ TEST(MetricNamesTest, NamesFollowPrometheusConventions) {
   }
 }
 
+// Grants every request in full, or fails while `fail` is set.
+class FlakyStore final : public BudgetStore {
+ public:
+  absl::StatusOr<Grant> Take(absl::string_view, const BudgetSpec&,
+                             int64_t want) override {
+    if (fail) return absl::UnavailableError("store down");
+    return Grant{want, absl::ZeroDuration()};
+  }
+  bool fail = false;
+};
+
+// Swallows log lines.
+class NullLog final : public LogSink {
+ public:
+  void Log(LogLevel, absl::string_view) override {}
+};
+
 TEST(MetricNamesTest, EveryTableEntryIsReportedByTheCore) {
+  NullLog log;
   testing::SimulatedClock clock;
   testing::InMemoryMetricsSink sink;
   ConcurrencyLimiterOptions lo;
@@ -52,9 +84,30 @@ TEST(MetricNamesTest, EveryTableEntryIsReportedByTheCore) {
   ASSERT_TRUE(limiter.ok());
   auto bucket = TokenBucket::Create({.clock = &clock, .metrics = &sink});
   ASSERT_TRUE(bucket.ok());
+  // A fleet budget, refreshed once, then through a store failure (a
+  // fall-back) and back: every series it has is in use.
+  FlakyStore store;
+  auto budget = LeasedBudget::Create(
+      {.key = "orders", .clock = &clock, .metrics = &sink, .log = &log},
+      &store);
+  ASSERT_TRUE(budget.ok()) << budget.status();
+  ASSERT_TRUE((*budget)->Refresh().ok());
+  ASSERT_TRUE((*budget)->TryAcquire());
+  store.fail = true;
+  EXPECT_FALSE((*budget)->Refresh().ok());
+  store.fail = false;
+  EXPECT_TRUE((*budget)->Refresh().ok());
 
+  // Everything but what spillway::redis reports (Redis errors, the fleet
+  // registry).
   std::vector<std::string> expected;
-  for (const MetricDef* def : metrics::kAll) expected.emplace_back(def->name);
+  for (const MetricDef* def : metrics::kAll) {
+    if (absl::StartsWith(def->name, "spillway_redis_") ||
+        absl::StartsWith(def->name, "spillway_fleet_")) {
+      continue;
+    }
+    expected.emplace_back(def->name);
+  }
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(sink.MetricNames(), expected);
 }

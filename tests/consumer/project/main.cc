@@ -4,6 +4,9 @@
 
 #include "spillway/concurrency_limiter.h"
 #include "spillway/token_bucket.h"
+#ifdef CONSUMER_WITH_REDIS
+#include "spillway/redis/global_budget.h"
+#endif
 
 int main() {
   auto bucket = spillway::TokenBucket::Create({});
@@ -18,5 +21,12 @@ int main() {
   spillway::Permit permit = std::move(a).permit();
   permit.Success();
   std::printf("consumer: admitted one write, limit %d\n", (*limiter)->limit());
+#ifdef CONSUMER_WITH_REDIS
+  // Links spillway::redis (and hiredis through it); no server needed.
+  spillway::redis::GlobalBudgetOptions fleet;
+  fleet.redis.port = 0;
+  if (spillway::redis::ValidateGlobalBudgetOptions(fleet).ok()) return 1;
+  std::printf("consumer: spillway::redis linked\n");
+#endif
   return (*limiter)->in_flight() == 0 ? 0 : 1;
 }

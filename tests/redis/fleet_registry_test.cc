@@ -161,16 +161,21 @@ TEST_F(FleetRegistryTest, InstanceAtThreeTimesItsPeersIsFlagged) {
       "flagged after %d s\n",
       seconds);
   EXPECT_LE(seconds, 10);
-  // Back to balance: the flag clears, with one info line per instance.
+  // Back to balance: the flag clears on every instance (each debounces its
+  // own view), with one info line each.
+  auto any_skewed = [&] {
+    for (const auto& r : registries_) {
+      if (r->View().skewed) return true;
+    }
+    return false;
+  };
   int clear = 0;
-  while (registries_[0]->View().skewed && clear < 30) {
+  while (any_skewed() && clear < 30) {
     Step({100, 100, 100, 100});
     ++clear;
   }
-  EXPECT_FALSE(registries_[0]->View().skewed);
-  // Heartbeats of one step land out of order: give the others one more.
-  Step({100, 100, 100, 100});
-  for (const auto& r : registries_) EXPECT_FALSE(r->View().skewed);
+  EXPECT_FALSE(any_skewed());
+  EXPECT_LE(clear, 10);
   EXPECT_EQ(log_.Count(LogLevel::kInfo), 4);
 }
 

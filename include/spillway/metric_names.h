@@ -119,6 +119,13 @@ inline constexpr MetricDef kBucketBurst{"spillway_bucket_burst",
                                         "Token bucket capacity, tokens.",
                                         kThrottleLabels,
                                         {}};
+inline constexpr MetricDef kShadowPassed{
+    "spillway_shadow_passed_total",
+    MetricType::kCounter,
+    "Writes a gate in shadow mode would have refused and let through "
+    "(WriteThrottle).",
+    kAdmittedLabels,
+    {}};
 
 // Fleet-wide budget (LeasedBudget, spillway::redis::GlobalBudget). The
 // `throttle` label is the budget's key.
@@ -197,7 +204,7 @@ inline constexpr MetricDef kFleetSkewed{
 inline constexpr const MetricDef* kAll[] = {
     &kAdmitted,       &kRejected,    &kInFlight,        &kLimit,
     &kQueued,         &kOutcomes,    &kLatency,         &kBucketRate,
-    &kBucketBurst,    &kLeaseTokens, &kLeaseTarget,     &kMaxLease,
+    &kBucketBurst,  &kShadowPassed,    &kLeaseTokens, &kLeaseTarget,     &kMaxLease,
     &kOvershootBound, &kBudgetMode,  &kBudgetRefreshes, &kRedisErrors,
     &kFleetInstances, &kFleetShare,  &kFleetSkew,       &kFleetSkewed};
 

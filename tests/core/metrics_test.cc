@@ -23,6 +23,7 @@
 #include "spillway/metric_names.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "spillway/throttle.h"
 #include "spillway/token_bucket.h"
 
 namespace spillway {
@@ -97,6 +98,9 @@ TEST(MetricNamesTest, EveryTableEntryIsReportedByTheCore) {
   EXPECT_FALSE((*budget)->Refresh().ok());
   store.fail = false;
   EXPECT_TRUE((*budget)->Refresh().ok());
+  // The facade binds its shadow-mode counters.
+  auto throttle = WriteThrottle::Create({.clock = &clock, .metrics = &sink});
+  ASSERT_TRUE(throttle.ok()) << throttle.status();
 
   // Everything but what spillway::redis reports (Redis errors, the fleet
   // registry).

@@ -11,6 +11,8 @@ PACKAGES=(
   clang libclang-rt-14-dev clang-format
   # spillway::redis, and the real server its tests start on loopback.
   libhiredis-dev redis-server redis-tools
+  # spillway::pqxx, and the real PostgreSQL its tests and benchmark start.
+  libpqxx-dev postgresql
 )
 
 missing=()

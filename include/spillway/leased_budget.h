@@ -188,10 +188,10 @@ class LeasedBudget {
   // returns false and fills `*rejection` (if not null) with gate
   // global_budget, reason budget_exhausted (or budget_unavailable in
   // kFailClosed) and a retry-after: in shared and fail-closed mode the time
-  // to the next refresh, or the store's own wait if longer (never negative;
-  // infinite when `n > max_lease()`); in safe-share mode the local bucket's
-  // exact wait. Never waits on the store.
-  // Thread-safe; lock-free.
+  // to the next refresh, or the store's own wait if longer (a tenth of the
+  // refresh interval when the refresh is overdue, so refused callers do not
+  // spin; infinite when `n > max_lease()`); in safe-share mode the local
+  // bucket's exact wait. Never waits on the store. Thread-safe; lock-free.
   bool TryAcquire(int64_t n = 1, Rejection* rejection = nullptr);
 
   // Gives back `n` tokens of an admitted write that a later gate refused:

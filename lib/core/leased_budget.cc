@@ -358,7 +358,10 @@ bool LeasedBudget::Refuse(int64_t n, Reason reason, absl::Duration retry_after,
 absl::Duration LeasedBudget::RetryAfterNow() const {
   const int64_t wait =
       retry_at_ns_.load(std::memory_order_relaxed) - Nanos(clock_.Now());
-  return wait > 0 ? absl::Nanoseconds(wait) : absl::ZeroDuration();
+  // An overdue refresh is imminent, but a zero hint would have every
+  // refused caller spin, taking the CPU the refresh thread needs: suggest a
+  // tenth of an interval.
+  return wait > 0 ? absl::Nanoseconds(wait) : refresh_interval_ / 10;
 }
 
 bool LeasedBudget::TryAcquire(int64_t n, Rejection* rejection) {

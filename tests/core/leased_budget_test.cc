@@ -383,7 +383,8 @@ TEST_F(LeasedBudgetTest, StartsSharedWithAnEmptyLeaseAndEverySeriesBound) {
   EXPECT_FALSE(budget->TryAcquire(1, &why));
   EXPECT_EQ(why.gate, Gate::kGlobalBudget);
   EXPECT_EQ(why.reason, Reason::kBudgetExhausted);
-  EXPECT_EQ(why.retry_after, absl::ZeroDuration());  // Refresh due now.
+  // Refresh due now: a tenth of the interval, never zero.
+  EXPECT_EQ(why.retry_after, absl::Milliseconds(10));
 
   EXPECT_EQ(Gauge(metrics::kLeaseTokens), 0);
   EXPECT_EQ(Gauge(metrics::kMaxLease), 100);
@@ -1091,14 +1092,19 @@ TEST_F(LeasedBudgetTest, RetryAfterIsTheTimeToTheNextRefresh) {
   clock_.Advance(absl::Milliseconds(30));
   EXPECT_FALSE(budget->TryAcquire(1, &why));
   EXPECT_EQ(why.retry_after, absl::Milliseconds(70));
-  clock_.Advance(absl::Milliseconds(70));
+  clock_.Advance(absl::Milliseconds(69));
   EXPECT_FALSE(budget->TryAcquire(1, &why));
-  EXPECT_EQ(why.retry_after, absl::ZeroDuration());
-  // The refresh is late: never negative.
+  EXPECT_EQ(why.retry_after, absl::Milliseconds(1));
+  // The refresh is due or late: never zero or negative (refused callers
+  // must not spin), a tenth of the interval.
+  clock_.Advance(absl::Milliseconds(1));
+  EXPECT_FALSE(budget->TryAcquire(1, &why));
+  EXPECT_EQ(why.retry_after, absl::Milliseconds(10));
   clock_.Advance(absl::Milliseconds(50));
   EXPECT_FALSE(budget->TryAcquire(1, &why));
-  EXPECT_EQ(why.retry_after, absl::ZeroDuration());
-  EXPECT_EQ(why.ToString(), "global_budget: budget_exhausted, retry after 0");
+  EXPECT_EQ(why.retry_after, absl::Milliseconds(10));
+  EXPECT_EQ(why.ToString(),
+            "global_budget: budget_exhausted, retry after 10ms");
 }
 
 TEST_F(LeasedBudgetTest, RetryAfterIsTheStoresWaitWhenLonger) {

@@ -38,6 +38,12 @@
 // max_lease. max_lease defaults to one refresh interval of the whole
 // budget (at most burst).
 //
+// Sizing: one refresh takes at most min(burst, max_lease) tokens, so an
+// instance admits at most that many per refresh interval. Choose burst >=
+// rate * refresh_interval (one interval of the whole fleet's rate; 100 ms
+// by default): a smaller burst caps each instance at burst /
+// refresh_interval writes per second, and a fleet of N below N times that.
+//
 // Failure: when Redis is unreachable, slower than `redis.command_timeout`,
 // or the key holds a value of another type, the budget falls back at that
 // refresh (within refresh_interval + command_timeout of the failure) to

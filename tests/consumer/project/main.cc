@@ -7,6 +7,9 @@
 #ifdef CONSUMER_WITH_REDIS
 #include "spillway/redis/global_budget.h"
 #endif
+#ifdef CONSUMER_WITH_PQXX
+#include "spillway/pqxx/throttled_writer.h"
+#endif
 
 int main() {
   auto bucket = spillway::TokenBucket::Create({});
@@ -27,6 +30,11 @@ int main() {
   fleet.redis.port = 0;
   if (spillway::redis::ValidateGlobalBudgetOptions(fleet).ok()) return 1;
   std::printf("consumer: spillway::redis linked\n");
+#endif
+#ifdef CONSUMER_WITH_PQXX
+  // Links spillway::pqxx (and libpqxx through it); no server needed.
+  if (spillway::pqxx::ValidateThrottledWriterOptions({}).ok()) return 1;
+  std::printf("consumer: spillway::pqxx linked\n");
 #endif
   return (*limiter)->in_flight() == 0 ? 0 : 1;
 }

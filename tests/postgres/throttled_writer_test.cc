@@ -35,6 +35,7 @@
 #include "spillway/fixed_limit.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "tests/common/eventually.h"
 #include "tests/common/invalid_options.h"
 
 // libpqxx 6.4 leaks the PGresult of a statement that finds its connection
@@ -52,21 +53,10 @@ namespace {
 using ::spillway::test::ExpectInvalidArgument;
 using ::spillway::test::PostgresServer;
 using ::spillway::test::ValueOrFail;
+using ::spillway::test::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Steady = std::chrono::steady_clock;
-
-// Polls `cond` every millisecond; false after `limit` (a safety timeout).
-template <typename F>
-bool WaitFor(F cond, std::chrono::milliseconds limit =
-                         std::chrono::milliseconds(10000)) {
-  const auto give_up = Steady::now() + limit;
-  while (!cond()) {
-    if (Steady::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
 
 std::shared_ptr<Limit> Fixed(int limit) {
   auto made = FixedLimit::Create(limit);

@@ -22,6 +22,7 @@
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
 #include "tests/common/capture_log.h"
+#include "tests/common/eventually.h"
 #include "tests/common/invalid_options.h"
 #include "tests/redis/redis_server.h"
 
@@ -30,19 +31,9 @@ namespace {
 
 using ::spillway::test::CaptureLog;
 using ::spillway::test::RedisServer;
+using ::spillway::test::WaitFor;
 using ::testing::HasSubstr;
 using Steady = std::chrono::steady_clock;
-
-template <typename F>
-bool WaitFor(F cond, std::chrono::milliseconds limit =
-                         std::chrono::milliseconds(10000)) {
-  const auto give_up = Steady::now() + limit;
-  while (!cond()) {
-    if (Steady::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
-}
 
 class FleetRegistryTest : public ::testing::Test {
  protected:

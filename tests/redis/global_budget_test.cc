@@ -23,6 +23,7 @@
 #include "spillway/redis/fleet_registry.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "tests/common/capture_log.h"
+#include "tests/common/eventually.h"
 #include "tests/common/invalid_options.h"
 #include "tests/redis/redis_server.h"
 
@@ -31,24 +32,13 @@ namespace {
 
 using ::spillway::test::CaptureLog;
 using ::spillway::test::RedisServer;
+using ::spillway::test::WaitFor;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Steady = std::chrono::steady_clock;
 
 double MillisSince(Steady::time_point t) {
   return std::chrono::duration<double, std::milli>(Steady::now() - t).count();
-}
-
-// Polls `cond` every millisecond; false after `limit` (a safety timeout).
-template <typename F>
-bool WaitFor(F cond, std::chrono::milliseconds limit =
-                         std::chrono::milliseconds(10000)) {
-  const auto give_up = Steady::now() + limit;
-  while (!cond()) {
-    if (Steady::now() > give_up) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return true;
 }
 
 // Calls TryAcquire in a loop on its own thread (about 100k calls/s), and

@@ -100,7 +100,7 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   // Follow the published limit if it differs by more than rounding (the
   // first call, or a limit changed by someone else).
   if (std::abs(limit_ - limit) >= 1.0) limit_ = limit;
-  RecordBaseline(window.min_rtt, window.end);
+  RecordBaseline(window.rtt, window.end);
   const double base = static_cast<double>(baseline().count());
   const double rtt = static_cast<double>(window.rtt.count());
   const double target = options_.latency_tolerance * base;
@@ -128,10 +128,16 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   windows_pinned_ = pinned ? windows_pinned_ + 1 : 0;
   if (windows_pinned_ >= options_.rebaseline_windows) {
     period_.fill(-1);
-    RecordBaseline(window.min_rtt, window.end);
+    RecordBaseline(window.rtt, window.end);
     windows_pinned_ = 0;
   }
   return static_cast<int>(limit_);
+}
+
+WindowOptions DefaultKneeWindowOptions() {
+  WindowOptions options;
+  options.min_samples = 30;
+  return options;
 }
 
 absl::StatusOr<std::shared_ptr<Limit>> MakeDefaultLimit(

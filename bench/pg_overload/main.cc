@@ -23,7 +23,7 @@
 // ThrottledWriter) and writes in a closed loop: the next write starts as
 // soon as the last one ended. A throttled client whose write is refused
 // waits the rejection's retry_after, clamped to [--min_backoff_ms,
-// --max_backoff_ms] (default [0.1, 10] ms), and tries again: a client's
+// --max_backoff_ms] (default [5, 10] ms), and tries again: a client's
 // behaviour, not a test sleep.
 //
 // Phases: ramp steps of 1, 2, 4, ... --max_ramp_clients clients (stopping
@@ -120,9 +120,16 @@ ABSL_FLAG(uint64_t, seed, 1, "Seed of the clients' random choices.");
 ABSL_FLAG(double, max_backoff_ms, 10.0,
           "A refused throttled client waits clamp(retry_after, "
           "--min_backoff_ms, --max_backoff_ms) before it tries again.");
-ABSL_FLAG(double, min_backoff_ms, 0.1,
-          "See --max_backoff_ms. The floor keeps a zero retry_after from "
-          "spinning.");
+ABSL_FLAG(double, min_backoff_ms, 5.0,
+          "See --max_backoff_ms. The floor (5 ms) keeps refused clients "
+          "from polling: 120 refused client threads retrying every 0.1-1 ms "
+          "took a core from the server on a 2-core machine.");
+ABSL_FLAG(double, queue_wait_ms, 0,
+          "When > 0, a throttled client's write may wait up to this long in "
+          "the limiter's queue (WriteRequest::deadline) before it is "
+          "refused, instead of being refused at once when the limit is "
+          "reached. Waiting clients take no CPU and get a freed slot at "
+          "once.");
 ABSL_FLAG(bool, diagnose, false,
           "After the measured phases, run three diagnostic 16x throttled "
           "phases, not part of the acceptance: a FixedLimit at the peak "
@@ -208,6 +215,7 @@ struct Config {
   uint64_t seed = 0;
   double max_backoff_ms = 0;
   double min_backoff_ms = 0;
+  double queue_wait_ms = 0;
   bool diagnose = false;
   double diagnose_tolerance = 0;
 };
@@ -225,6 +233,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.seed = absl::GetFlag(FLAGS_seed);
   c.max_backoff_ms = absl::GetFlag(FLAGS_max_backoff_ms);
   c.min_backoff_ms = absl::GetFlag(FLAGS_min_backoff_ms);
+  c.queue_wait_ms = absl::GetFlag(FLAGS_queue_wait_ms);
   c.diagnose = absl::GetFlag(FLAGS_diagnose);
   c.diagnose_tolerance = absl::GetFlag(FLAGS_diagnose_tolerance);
   auto in = [](double v, double lo, double hi) {
@@ -234,6 +243,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
     return absl::InvalidArgumentError(
         absl::StrCat("--", flag, "=", value, ": must be ", want));
   };
+  if (!in(c.queue_wait_ms, 0, 60000)) {
+    return bad("queue_wait_ms", c.queue_wait_ms, "in [0, 60000]");
+  }
   if (!in(c.ramp_seconds, 0.1, 60)) {
     return bad("ramp_seconds", c.ramp_seconds, "in [0.1, 60]");
   }
@@ -382,6 +394,9 @@ struct Attempt {
   WriteResult result = WriteResult::kCommitted;
   std::string error;  // SQLSTATE, or a name for errors without one.
   std::chrono::nanoseconds retry_after{0};
+  // Committed writes: from the transaction's first statement until COMMIT
+  // returned (the database's share of the latency; no admission, no wait).
+  std::chrono::nanoseconds db{0};
 };
 
 // One client's connection: plain libpqxx, or a ThrottledWriter.
@@ -411,9 +426,12 @@ class UnthrottledClient final : public Client {
     }
     try {
       ::pqxx::work tx(*connection_);
+      const auto first = std::chrono::steady_clock::now();
       WriteBody(tx, hot_id, client, delta);
       tx.commit();
-      return {WriteResult::kCommitted};
+      Attempt a{WriteResult::kCommitted};
+      a.db = std::chrono::steady_clock::now() - first;
+      return a;
     } catch (const std::exception& e) {
       const bool lost =
           dynamic_cast<const ::pqxx::broken_connection*>(&e) != nullptr ||
@@ -444,18 +462,33 @@ class UnthrottledClient final : public Client {
 class ThrottledClient final : public Client {
  public:
   static absl::StatusOr<std::unique_ptr<Client>> Create(
-      const std::string& conninfo, WriteThrottle* throttle) {
+      const std::string& conninfo, WriteThrottle* throttle,
+      std::chrono::nanoseconds queue_wait) {
     absl::StatusOr<std::unique_ptr<spillway::pqxx::ThrottledWriter>> writer =
         spillway::pqxx::ThrottledWriter::Create(
             {.connection_string = conninfo, .throttle = throttle});
     if (!writer.ok()) return writer.status();
-    return std::unique_ptr<Client>(new ThrottledClient(std::move(*writer)));
+    return std::unique_ptr<Client>(
+        new ThrottledClient(std::move(*writer), queue_wait));
   }
 
   Attempt Write(int hot_id, int client, int delta) override {
+    WriteRequest request;
+    if (queue_wait_.count() > 0) {
+      request.deadline = SteadyClock::now() + queue_wait_;
+    }
+    std::chrono::steady_clock::time_point first{};
     const absl::Status s = writer_->Write(
-        [&](::pqxx::work& tx) { WriteBody(tx, hot_id, client, delta); });
-    if (s.ok()) return {WriteResult::kCommitted};
+        [&](::pqxx::work& tx) {
+          first = std::chrono::steady_clock::now();
+          WriteBody(tx, hot_id, client, delta);
+        },
+        request);
+    if (s.ok()) {
+      Attempt a{WriteResult::kCommitted};
+      a.db = std::chrono::steady_clock::now() - first;
+      return a;
+    }
     if (std::optional<Rejection> r = RejectionOf(s)) {
       return {
           WriteResult::kRejected, "",
@@ -469,10 +502,11 @@ class ThrottledClient final : public Client {
   }
 
  private:
-  explicit ThrottledClient(
-      std::unique_ptr<spillway::pqxx::ThrottledWriter> writer)
-      : writer_(std::move(writer)) {}
+  ThrottledClient(std::unique_ptr<spillway::pqxx::ThrottledWriter> writer,
+                  std::chrono::nanoseconds queue_wait)
+      : writer_(std::move(writer)), queue_wait_(queue_wait) {}
   std::unique_ptr<spillway::pqxx::ThrottledWriter> writer_;
+  const std::chrono::nanoseconds queue_wait_;
 };
 
 // ---------------------------------------------------------------------------
@@ -554,7 +588,7 @@ absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
       std::make_unique<ObservedKnee>(std::move(*knee), baseline_from_mean);
   ObservedKnee* raw = observed.get();
   absl::StatusOr<std::unique_ptr<WindowedLimit>> limit =
-      WindowedLimit::Create(std::move(observed), WindowOptions{});
+      WindowedLimit::Create(std::move(observed), DefaultKneeWindowOptions());
   if (!limit.ok()) return limit.status();
   options.limiter.limit = std::shared_ptr<Limit>(std::move(*limit));
   absl::StatusOr<std::unique_ptr<WriteThrottle>> throttle =
@@ -651,6 +685,8 @@ struct PhaseResult {
   int64_t warmup_errors = 0;
   double tps = 0;
   double min_ms = 0, mean_ms = 0, p50_ms = 0, p99_ms = 0, max_ms = 0;
+  // Database latency: first statement to COMMIT (Attempt::db).
+  double db_p50_ms = 0, db_p99_ms = 0;
   std::map<std::string, int64_t> errors;  // Measured window only.
   double machine_cpu_pct = 0;             // Busy share of all cores.
   double process_cpu_pct = 0;             // This process's share of all cores.
@@ -670,6 +706,7 @@ struct PhaseResult {
 
 struct ClientStats {
   std::vector<int64_t> latency_ns;
+  std::vector<int64_t> db_latency_ns;
   std::map<std::string, int64_t> errors;
   int64_t committed = 0;
   int64_t rejected = 0;
@@ -730,6 +767,8 @@ struct PhaseShared {
   // Bounds of a refused client's wait before it tries again.
   std::chrono::nanoseconds min_backoff{0};
   std::chrono::nanoseconds max_backoff{0};
+  // How long a throttled write may wait in the limiter's queue (0: none).
+  std::chrono::nanoseconds queue_wait{0};
   StartGate* gate = nullptr;
   std::atomic<int64_t> committed{0};  // Whole phase, for the samples.
 };
@@ -738,7 +777,8 @@ void ClientThread(PhaseShared& shared, int index, ClientStats& out) {
   absl::StatusOr<std::unique_ptr<Client>> client =
       shared.mode == Mode::kUnthrottled
           ? UnthrottledClient::Create(shared.conninfo)
-          : ThrottledClient::Create(shared.conninfo, shared.throttle);
+          : ThrottledClient::Create(shared.conninfo, shared.throttle,
+                                    shared.queue_wait);
   if (!client.ok()) out.fatal = client.status().ToString();
   const auto times = shared.gate->ArriveAndWait();
   if (!client.ok() || !times) return;
@@ -767,6 +807,7 @@ void ClientThread(PhaseShared& shared, int index, ClientStats& out) {
           out.latency_ns.push_back(
               std::chrono::duration_cast<std::chrono::nanoseconds>(done - start)
                   .count());
+          out.db_latency_ns.push_back(a.db.count());
         }
         break;
       case WriteResult::kError:
@@ -915,6 +956,8 @@ PhaseResult RunPhase(const Config& config, const std::string& conninfo,
       static_cast<int64_t>(config.min_backoff_ms * 1e6));
   shared.max_backoff = std::chrono::nanoseconds(
       static_cast<int64_t>(config.max_backoff_ms * 1e6));
+  shared.queue_wait = std::chrono::nanoseconds(
+      static_cast<int64_t>(config.queue_wait_ms * 1e6));
   shared.seed = config.seed * 1'000'033 + phase_index;
   shared.gate = &gate;
 
@@ -972,7 +1015,10 @@ PhaseResult RunPhase(const Config& config, const std::string& conninfo,
         std::max(1e-3, Seconds(std::min(cpu_to_time, end) - measure_from));
   }
   std::vector<int64_t> latency;
+  std::vector<int64_t> db_latency;
   for (ClientStats& s : stats) {
+    db_latency.insert(db_latency.end(), s.db_latency_ns.begin(),
+                      s.db_latency_ns.end());
     result.committed += s.committed;
     result.rejected += s.rejected;
     result.warmup_errors += s.warmup_errors;
@@ -990,6 +1036,9 @@ PhaseResult RunPhase(const Config& config, const std::string& conninfo,
   result.p50_ms = Percentile(latency, 0.50);
   result.p99_ms = Percentile(latency, 0.99);
   result.max_ms = latency.empty() ? std::nan("") : latency.back() / 1e6;
+  std::sort(db_latency.begin(), db_latency.end());
+  result.db_p50_ms = Percentile(db_latency, 0.50);
+  result.db_p99_ms = Percentile(db_latency, 0.99);
   const double wall = Seconds(cpu_to_time - cpu_from_time);
   const double total = cpu_to.machine_total_s - cpu_from.machine_total_s;
   if (total > 0) {
@@ -1043,23 +1092,24 @@ std::string WaitsText(const PhaseResult& r) {
 
 constexpr char kTableHeader[] =
     "| phase | mode | clients | tps | % of peak | min ms | mean ms | p50 ms | "
-    "p99 ms | max ms | errors by SQLSTATE | rejected | CPU busy % | bench "
-    "CPU % |\n"
-    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|\n";
+    "p99 ms | max ms | db p50 ms | db p99 ms | errors by SQLSTATE | rejected "
+    "| CPU busy % | bench CPU % |\n"
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+    "---:|\n";
 
 std::string TableRow(const PhaseResult& r, double peak_tps) {
   if (!r.error.empty()) {
     return absl::StrCat("| ", r.spec.name, " | ", ModeText(r.spec), " | ",
                         r.spec.clients, " | failed: ", r.error,
-                        " |||||||||||\n");
+                        " |||||||||||||\n");
   }
   return absl::StrFormat(
-      "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %.0f | "
-      "%.0f |\n",
+      "| %s | %s | %d | %.0f | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s "
+      "| %.0f | %.0f |\n",
       r.spec.name, ModeText(r.spec), r.spec.clients, r.tps,
       peak_tps > 0 ? absl::StrFormat("%.0f", 100.0 * r.tps / peak_tps) : "-",
       Ms(r.min_ms), Ms(r.mean_ms), Ms(r.p50_ms), Ms(r.p99_ms), Ms(r.max_ms),
-      ErrorsText(r),
+      Ms(r.db_p50_ms), Ms(r.db_p99_ms), ErrorsText(r),
       r.spec.mode == Mode::kThrottled ? absl::StrCat(r.rejected) : "-",
       r.machine_cpu_pct, r.process_cpu_pct);
 }
@@ -1153,7 +1203,9 @@ std::string PhaseJson(const PhaseResult& r) {
       ", \"mean_ms\": ", JsonNumber(r.mean_ms),
       ", \"p50_ms\": ", JsonNumber(r.p50_ms),
       ", \"p99_ms\": ", JsonNumber(r.p99_ms),
-      ", \"max_ms\": ", JsonNumber(r.max_ms), ", \"errors\": {",
+      ", \"max_ms\": ", JsonNumber(r.max_ms),
+      ", \"db_p50_ms\": ", JsonNumber(r.db_p50_ms),
+      ", \"db_p99_ms\": ", JsonNumber(r.db_p99_ms), ", \"errors\": {",
       absl::StrJoin(errors, ", "), "}, \"warmup_errors\": ", r.warmup_errors,
       ", \"rejected\": ", r.rejected,
       ", \"machine_cpu_pct\": ", JsonNumber(r.machine_cpu_pct),

@@ -135,6 +135,33 @@ TEST(KneeLimitTest, ClampsToItsBounds) {
   EXPECT_EQ(limit, 4);
 }
 
+// The baseline is the lowest window *average*, the statistic the target is
+// compared with, not the fastest write: a window averaging 1 ms whose
+// fastest write took 0.25 ms gives a 1 ms baseline, and a later 1.5 ms
+// window (within 2x) lets the limit grow; against twice the fastest write
+// (0.5 ms) it would have halved the limit.
+TEST(KneeLimitTest, BaselineIsTheLowestWindowAverageNotTheFastestWrite) {
+  auto k = Make();
+  int limit = k->Update(
+      Window(milliseconds(100), milliseconds(1), 1, 0, milliseconds(0)), 1);
+  WindowSample w = Window(milliseconds(200), milliseconds(1), 2);
+  w.rtt = std::chrono::microseconds(1000);
+  w.min_rtt = std::chrono::microseconds(250);
+  limit = k->Update(w, limit);
+  EXPECT_EQ(k->baseline(), std::chrono::microseconds(1000));
+  const int before = limit;
+  w = Window(milliseconds(300), milliseconds(1), limit);
+  w.rtt = std::chrono::microseconds(1500);
+  w.min_rtt = std::chrono::microseconds(250);
+  limit = k->Update(w, limit);
+  EXPECT_GT(limit, before);
+  EXPECT_EQ(k->baseline(), std::chrono::microseconds(1000));
+}
+
+TEST(KneeLimitTest, DefaultWindowsHoldThirtySamples) {
+  EXPECT_EQ(DefaultKneeWindowOptions().min_samples, 30);
+}
+
 TEST(KneeLimitTest, DefaultLimitIsWindowedKnee) {
   auto limit = MakeDefaultLimit();
   ASSERT_TRUE(limit.ok()) << limit.status();

@@ -14,7 +14,7 @@
 //   spillway_pg_bench                          # about 2.5 minutes
 //   spillway_pg_bench --json=pg_bench.json
 //   spillway_pg_bench --conn="host=127.0.0.1 port=5432 dbname=app"
-//   spillway_pg_bench --diagnose               # + 3 diagnostic phases
+//   spillway_pg_bench --diagnose               # + 2 diagnostic phases
 //
 // The workload, per write: one transaction (BEGIN; UPDATE one of
 // --hot_rows hot rows, chosen uniformly; INSERT one row into an append-only
@@ -40,7 +40,8 @@
 // commits that ended in the measured window.
 //
 // The throttle: default WriteThrottleOptions, whose limit is built as
-// MakeDefaultLimit() builds it (KneeLimit{} in WindowedLimit{}), with a
+// MakeDefaultLimit() builds it (KneeLimit{} in a WindowedLimit with
+// DefaultKneeWindowOptions()), with a
 // pass-through (ObservedKnee) that records each window's RTT and the
 // baseline for the report; it changes no decision.
 //
@@ -131,14 +132,12 @@ ABSL_FLAG(double, queue_wait_ms, 0,
           "reached. Waiting clients take no CPU and get a freed slot at "
           "once.");
 ABSL_FLAG(bool, diagnose, false,
-          "After the measured phases, run three diagnostic 16x throttled "
+          "After the measured phases, run two diagnostic 16x throttled "
           "phases, not part of the acceptance: a FixedLimit at the peak "
           "concurrency (what a limiter holding exactly the peak would give "
           "with the same clients); KneeLimit with latency_tolerance = "
-          "--diagnose_tolerance; KneeLimit whose baseline is the lowest "
-          "window mean RTT instead of the lowest single RTT (emulated by "
-          "feeding it the window mean as the window minimum). Adds about "
-          "3 x (run_warmup_seconds + run_seconds).");
+          "--diagnose_tolerance. Adds about 2 x (run_warmup_seconds + "
+          "run_seconds).");
 ABSL_FLAG(double, diagnose_tolerance, 8.0,
           "KneeLimit latency_tolerance of the --diagnose phase.");
 
@@ -517,12 +516,8 @@ class ThrottledClient final : public Client {
 // changes no decision.
 class ObservedKnee final : public LimitAlgorithm {
  public:
-  // `baseline_from_mean` (diagnostic only): KneeLimit sees each window's
-  // mean RTT as its minimum RTT, so its baseline becomes the lowest window
-  // mean — emulating a baseline measured like the quantity it is compared
-  // with.
-  ObservedKnee(std::unique_ptr<KneeLimit> knee, bool baseline_from_mean)
-      : knee_(std::move(knee)), baseline_from_mean_(baseline_from_mean) {}
+  explicit ObservedKnee(std::unique_ptr<KneeLimit> knee)
+      : knee_(std::move(knee)) {}
 
   int initial_limit() const override { return knee_->initial_limit(); }
   int min_limit() const override { return knee_->min_limit(); }
@@ -531,9 +526,7 @@ class ObservedKnee final : public LimitAlgorithm {
     return knee_->discard_before();
   }
   int Update(const WindowSample& window, int limit) override {
-    WindowSample seen = window;
-    if (baseline_from_mean_) seen.min_rtt = window.rtt;
-    const int next = knee_->Update(seen, limit);
+    const int next = knee_->Update(window, limit);
     window_rtt_ns_.store(window.rtt.count(), std::memory_order_relaxed);
     baseline_ns_.store(knee_->baseline().count(), std::memory_order_relaxed);
     windows_.fetch_add(1, std::memory_order_relaxed);
@@ -549,7 +542,6 @@ class ObservedKnee final : public LimitAlgorithm {
 
  private:
   const std::unique_ptr<KneeLimit> knee_;
-  const bool baseline_from_mean_;
   // Written once per window by the closing thread, read by the sampler.
   std::atomic<int64_t> window_rtt_ns_{0};
   std::atomic<int64_t> baseline_ns_{0};
@@ -565,8 +557,7 @@ struct ThrottleUnderTest {
 // The default throttle; or, for a diagnostic phase, one with a FixedLimit
 // or another latency tolerance.
 absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
-                                               double knee_tolerance,
-                                               bool baseline_from_mean) {
+                                               double knee_tolerance) {
   WriteThrottleOptions options;
   options.name = "pg_bench";
   if (fixed_limit > 0) {
@@ -584,8 +575,7 @@ absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
   absl::StatusOr<std::unique_ptr<KneeLimit>> knee =
       KneeLimit::Create(knee_options);
   if (!knee.ok()) return knee.status();
-  auto observed =
-      std::make_unique<ObservedKnee>(std::move(*knee), baseline_from_mean);
+  auto observed = std::make_unique<ObservedKnee>(std::move(*knee));
   ObservedKnee* raw = observed.get();
   absl::StatusOr<std::unique_ptr<WindowedLimit>> limit =
       WindowedLimit::Create(std::move(observed), DefaultKneeWindowOptions());
@@ -647,8 +637,6 @@ struct PhaseSpec {
   // (when > 0), or KneeLimit with this latency_tolerance (when > 0).
   int fixed_limit = 0;
   double knee_tolerance = 0;
-  // Diagnostic: KneeLimit's baseline from window means (ObservedKnee).
-  bool baseline_from_mean = false;
 };
 
 std::string ModeText(const PhaseSpec& spec) {
@@ -659,9 +647,6 @@ std::string ModeText(const PhaseSpec& spec) {
   if (spec.knee_tolerance > 0) {
     return absl::StrCat("throttled, KneeLimit tolerance ", spec.knee_tolerance,
                         " (diagnostic)");
-  }
-  if (spec.baseline_from_mean) {
-    return "throttled, KneeLimit baseline from window means (diagnostic)";
   }
   return std::string(ModeName(spec.mode));
 }
@@ -937,8 +922,8 @@ PhaseResult RunPhase(const Config& config, const std::string& conninfo,
 
   ThrottleUnderTest throttle;
   if (spec.mode == Mode::kThrottled) {
-    absl::StatusOr<ThrottleUnderTest> t = MakeThrottle(
-        spec.fixed_limit, spec.knee_tolerance, spec.baseline_from_mean);
+    absl::StatusOr<ThrottleUnderTest> t =
+        MakeThrottle(spec.fixed_limit, spec.knee_tolerance);
     if (!t.ok()) {
       result.error = t.status().ToString();
       return result;
@@ -1366,7 +1351,8 @@ int Run(const Config& config, const TimePoint program_start) {
       "timeout %s%s. The hot rows are VACUUMed before each phase.\n"
       "Throttle: one WriteThrottle per throttled phase, shared by all its "
       "clients, default options; its limit is MakeDefaultLimit()'s "
-      "composition (KneeLimit{} in WindowedLimit{}) built explicitly with a "
+      "composition (KneeLimit{} in a WindowedLimit with "
+      "DefaultKneeWindowOptions()) built explicitly with a "
       "pass-through that records each window's RTT and the baseline for "
       "this report. It starts cold (limit 1) at the phase start.\n"
       "CPU busy %%: all cores, from /proc/stat; bench CPU %%: this process "
@@ -1518,12 +1504,6 @@ int Run(const Config& config, const TimePoint program_start) {
       tolerant.fixed_limit = 0;
       tolerant.knee_tolerance = config.diagnose_tolerance;
       runs.push_back(run_phase(tolerant));
-    }
-    if (!g_interrupted.load()) {
-      PhaseSpec mean_baseline = fixed;
-      mean_baseline.fixed_limit = 0;
-      mean_baseline.baseline_from_mean = true;
-      runs.push_back(run_phase(mean_baseline));
     }
   }
   if (g_interrupted.load()) {

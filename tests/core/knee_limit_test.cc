@@ -142,10 +142,8 @@ TEST(KneeLimitTest, ClampsToItsBounds) {
 // (0.5 ms) it would have halved the limit.
 TEST(KneeLimitTest, BaselineIsTheLowestWindowAverageNotTheFastestWrite) {
   auto k = Make();
-  int limit = k->Update(
-      Window(milliseconds(100), milliseconds(1), 1, 0, milliseconds(0)), 1);
+  int limit = k->Update(Window(milliseconds(100), milliseconds(1), 1), 1);
   WindowSample w = Window(milliseconds(200), milliseconds(1), 2);
-  w.rtt = std::chrono::microseconds(1000);
   w.min_rtt = std::chrono::microseconds(250);
   limit = k->Update(w, limit);
   EXPECT_EQ(k->baseline(), std::chrono::microseconds(1000));

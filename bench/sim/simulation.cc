@@ -33,6 +33,10 @@ struct Event {
   uint64_t c;
 };
 
+class SilentLog final : public LogSink {
+  void Log(LogLevel, absl::string_view) override {}
+};
+
 struct EventLater {
   bool operator()(const Event& x, const Event& y) const {
     return x.at != y.at ? x.at > y.at : x.seq > y.seq;
@@ -41,7 +45,7 @@ struct EventLater {
 
 // An admitted attempt waiting for the database or its deadline.
 struct Attempt {
-  Permit permit;
+  ThrottlePermit permit;
   SimTime start{0};
   SimTime deadline{0};
   UslDatabase::Handle db;
@@ -77,13 +81,18 @@ class Simulation {
       absl::StatusOr<ConcurrencyLimiterOptions> limiter_options =
           contender.factory(context);
       if (!limiter_options.ok()) return limiter_options.status();
-      limiter_options->name = absl::StrCat(contender.name, "/", i);
-      limiter_options->clock = &clock_;
-      limiter_options->metrics = nullptr;
-      absl::StatusOr<std::unique_ptr<ConcurrencyLimiter>> limiter =
-          ConcurrencyLimiter::Create(*std::move(limiter_options));
-      if (!limiter.ok()) return limiter.status();
-      limiters_.push_back(*std::move(limiter));
+      // The real facade with the limiter alone: its overload detector sees
+      // what a service's throttle would.
+      WriteThrottleOptions throttle_options;
+      throttle_options.name = absl::StrCat(contender.name, "/", i);
+      throttle_options.limiter = *std::move(limiter_options);
+      throttle_options.overload = options_.overload;
+      throttle_options.clock = &clock_;
+      throttle_options.log = &silent_;
+      absl::StatusOr<std::unique_ptr<WriteThrottle>> throttle =
+          WriteThrottle::Create(std::move(throttle_options));
+      if (!throttle.ok()) return throttle.status();
+      throttles_.push_back(*std::move(throttle));
     }
 
     // Cumulative weights per step of the balancer's schedule.
@@ -114,6 +123,7 @@ class Simulation {
                                      std::vector<int64_t>(bins, 0));
     result_.instance_rejected.assign(options_.instances,
                                      std::vector<int64_t>(bins, 0));
+    result_.instance_cause.assign(options_.instances, {});
     return absl::OkStatus();
   }
 
@@ -223,8 +233,9 @@ class Simulation {
     ++bins.attempts[bin];
     ++result_.instance_attempts[instance][bin];
 
-    Admission admission =
-        limiters_[instance]->TryAcquire(run_.streams[stream].priority);
+    ThrottleAdmission admission =
+        throttles_[instance]->Admit({.priority = run_.streams[stream].priority,
+                                     .attempt = static_cast<int>(retry) + 1});
     if (!admission.ok()) {
       ++bins.rejected[bin];
       ++result_.instance_rejected[instance][bin];
@@ -316,7 +327,11 @@ class Simulation {
   void OnSample(SimTime now) {
     SeriesPoint p;
     p.at = now;
-    for (const auto& limiter : limiters_) p.limit_sum += limiter->limit();
+    for (int i = 0; i < options_.instances; ++i) {
+      WriteThrottle& throttle = *throttles_[i];
+      p.limit_sum += throttle.limiter().limit();
+      result_.instance_cause[i].push_back(throttle.overload_cause());
+    }
     p.in_service = db_->in_service();
     result_.series.push_back(p);
     Push(now + sample_interval_, EventType::kSample, 0, 0, 0);
@@ -334,10 +349,12 @@ class Simulation {
 
   // The one clock of the run; every limiter reads it.
   testing::SimulatedClock clock_;
+  // Cause changes are read from RunResult, not logged.
+  SilentLog silent_;
   const MonotonicTime clock_start_ = clock_.Now();
   // Declared before attempts_ so that permits are released first on
   // destruction too (members are destroyed in reverse order).
-  std::vector<std::unique_ptr<ConcurrencyLimiter>> limiters_;
+  std::vector<std::unique_ptr<WriteThrottle>> throttles_;
   std::vector<std::vector<double>> cumulative_weights_;
   std::priority_queue<Event, std::vector<Event>, EventLater> events_;
   uint64_t next_seq_ = 0;

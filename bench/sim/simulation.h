@@ -1,10 +1,11 @@
 // Simulate: one deterministic discrete-event run of clients, a load
-// balancer, service instances that each run a real spillway
-// ConcurrencyLimiter, and a database with a knee.
+// balancer, service instances that each run a real spillway WriteThrottle
+// (its ConcurrencyLimiter and its overload detector), and a database with a
+// knee.
 //
 // The system:
 //
-//   clients ──► balancer ──► instance i: ConcurrencyLimiter::TryAcquire
+//   clients ──► balancer ──► instance i: WriteThrottle::Admit
 //     ▲  (Poisson,   (weights      │ rejected ─► client backs off, retries
 //     │  retries)     schedule)    ▼ admitted
 //     │                        UslDatabase (processor sharing, USL knee)
@@ -30,9 +31,12 @@
 // Balancer: picks instance i with probability weight_i / sum of weights,
 // per attempt, from the weights in force at the time.
 //
-// Instances: each owns a ConcurrencyLimiter made from the contender's
-// factory, on the simulation's one SimulatedClock. Only TryAcquire is used
-// (the simulation is single-threaded; Acquire would block it). An admitted
+// Instances: each owns a WriteThrottle whose only gate is a
+// ConcurrencyLimiter made from the contender's factory, on the simulation's
+// one SimulatedClock. Admit is called without a deadline, so the limiter
+// never queues (the simulation is single-threaded; a wait would block it).
+// Every sample_interval the series records each throttle's overload cause
+// (RunResult::instance_cause). An admitted
 // attempt is submitted to the database; the instance also enforces the
 // deadline: when the database finishes in time the permit is released with
 // Success() (its latency feeds the limit algorithm); at the deadline the
@@ -68,6 +72,8 @@
 #include "bench/sim/sim_time.h"
 #include "bench/sim/usl_database.h"
 #include "spillway/concurrency_limiter.h"
+#include "spillway/overload_cause.h"
+#include "spillway/throttle.h"
 
 namespace spillway::sim {
 
@@ -100,6 +106,9 @@ struct SimulationOptions {
   absl::Duration sample_interval = absl::Milliseconds(100);
   // Seed of the run's one random engine. Default: 1.
   uint64_t seed = 1;
+  // Each instance's overload detector (WriteThrottle::overload; name, clock
+  // and log are the simulation's). Default: the library's defaults.
+  OverloadDetectorOptions overload;
 };
 
 // Checks every field (and the database's); the error names the field and
@@ -160,6 +169,8 @@ struct RunResult {
   // Per instance, per bin: attempts reaching it and attempts it rejected.
   std::vector<std::vector<int64_t>> instance_attempts;
   std::vector<std::vector<int64_t>> instance_rejected;
+  // Per instance, per series point: the overload cause its throttle named.
+  std::vector<std::vector<OverloadCause>> instance_cause;
   std::vector<SeriesPoint> series;
   // Writes the database finished after their client had given up: wasted
   // work.

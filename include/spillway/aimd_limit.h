@@ -69,6 +69,7 @@ class AimdLimit final : public Limit {
   void OnSample(const LimitSample& sample) override;
   // options().max_limit. Thread-safe.
   int max_limit() const override { return options_.max_limit; }
+  int min_limit() const override { return options_.min_limit; }
 
   // The options it was built with. Thread-safe.
   const AimdLimitOptions& options() const { return options_; }

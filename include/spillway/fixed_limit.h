@@ -28,6 +28,7 @@ class FixedLimit final : public Limit {
   void OnSample(const LimitSample&) override {}
   // The fixed limit. Thread-safe.
   int max_limit() const override { return current(); }
+  int min_limit() const override { return current(); }
 
  private:
   explicit FixedLimit(int limit) : Limit(limit) {}

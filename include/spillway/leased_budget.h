@@ -165,7 +165,7 @@ struct LeasedBudgetOptions {
   MetricsSink* metrics = nullptr;
 
   // Where mode switches are logged. Default: nullptr, meaning
-  // StderrLogSink(). REQUIRES: when set, outlives the budget.
+  // DefaultLogSink(). REQUIRES: when set, outlives the budget.
   LogSink* log = nullptr;
 };
 

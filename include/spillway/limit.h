@@ -62,6 +62,11 @@ class Limit {
   // kMaxConcurrencyLimit. Thread-safe.
   virtual int max_limit() const = 0;
 
+  // The smallest value `current()` can take (reported as
+  // `spillway_limit_min`, so an alert can see a limit pinned at its floor).
+  // Default: 1. Thread-safe.
+  virtual int min_limit() const { return 1; }
+
   // The limit now. Thread-safe; lock-free; the value may be stale at once.
   int current() const { return limit_.load(std::memory_order_relaxed); }
 

@@ -1,9 +1,11 @@
 // LogSink: where spillway writes its rare log lines.
 //
 // spillway logs state transitions only — a fleet budget falling back to its
-// fail mode and coming back, a fleet turning skewed — never per write. Each
-// component takes a `LogSink*` in its options; the default writes one line
-// per message to stderr. Replace it to route lines into your own logger:
+// fail mode and coming back, a fleet turning skewed, a throttle naming the
+// cause of an overload — never per write. Each component takes a `LogSink*`
+// in its options; the default, DefaultLogSink(), writes to stderr at most 10
+// lines at once and 1 line per second after that (a flapping state cannot
+// flood the log). Replace it to route lines into your own logger:
 //
 //   class MyLog final : public spillway::LogSink {
 //     void Log(spillway::LogLevel level, absl::string_view line) override {
@@ -11,13 +13,19 @@
 //     }
 //   };
 //
+// Wrap any sink in RateLimitedLogSink to keep its rate bounded too.
+//
 // Thread safety: `Log` may be called from any thread, including spillway's
 // background threads; every implementation must be thread-safe.
 
 #ifndef SPILLWAY_LOG_H_
 #define SPILLWAY_LOG_H_
 
+#include <cstdint>
+
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "spillway/clock.h"
 
 namespace spillway {
 
@@ -36,6 +44,37 @@ class LogSink {
 // Writes "spillway <level>: <line>\n" to stderr, one write per line.
 // Process-wide and stateless. Thread-safe.
 LogSink& StderrLogSink();
+
+// Passes at most `burst` lines at once and `lines_per_second` on average to
+// `inner` (a token bucket); lines over that are dropped and counted, and the
+// next line passed says how many were suppressed:
+//   "... (3 lines suppressed)".
+// Thread-safe (one mutex; logging is never on the hot path).
+class RateLimitedLogSink final : public LogSink {
+ public:
+  // REQUIRES: lines_per_second > 0, burst >= 1; `inner` and `clock` outlive
+  // the sink. Out-of-range values are clamped to the nearest valid one.
+  RateLimitedLogSink(LogSink& inner, double lines_per_second, int burst,
+                     Clock& clock = SteadyClock::Default());
+  ~RateLimitedLogSink() override;
+
+  void Log(LogLevel level, absl::string_view line) override;
+
+  // Lines dropped so far. Thread-safe.
+  int64_t suppressed() const;
+
+ private:
+  struct State;
+  LogSink& inner_;
+  const double rate_;
+  const double burst_;
+  Clock& clock_;
+  State* const state_;
+};
+
+// The default of every component: StderrLogSink() rate-limited to 1 line
+// per second with a burst of 10. Process-wide. Thread-safe.
+LogSink& DefaultLogSink();
 
 }  // namespace spillway
 

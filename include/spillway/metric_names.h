@@ -25,7 +25,9 @@
 //   result:   granted, exhausted, error (one fleet-budget refresh);
 //   kind:     RedisErrorKind — unavailable, timeout, auth, wrong_type,
 //             script, protocol;
-//   fleet:    the FleetRegistry's `fleet` option.
+//   fleet:    the FleetRegistry's `fleet` option;
+//   cause:    OverloadCauseName() — none, offered_load_surge,
+//             database_slowdown.
 //
 // Thread safety: constant data.
 
@@ -64,6 +66,7 @@ inline constexpr absl::string_view kModeLabels[] = {"throttle", "mode"};
 inline constexpr absl::string_view kRefreshLabels[] = {"throttle", "result"};
 inline constexpr absl::string_view kRedisErrorLabels[] = {"throttle", "kind"};
 inline constexpr absl::string_view kFleetLabels[] = {"fleet"};
+inline constexpr absl::string_view kCauseLabels[] = {"throttle", "cause"};
 
 // Write latency buckets, seconds: 0.5 ms to 10 s.
 inline constexpr double kLatencyBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -92,6 +95,18 @@ inline constexpr MetricDef kLimit{"spillway_limit",
                                   "Current concurrency limit.",
                                   kThrottleLabels,
                                   {}};
+inline constexpr MetricDef kLimitMin{
+    "spillway_limit_min",
+    MetricType::kGauge,
+    "Smallest concurrency limit the algorithm may set (its floor).",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kLimitMax{
+    "spillway_limit_max",
+    MetricType::kGauge,
+    "Largest concurrency limit the algorithm may set (its ceiling).",
+    kThrottleLabels,
+    {}};
 inline constexpr MetricDef kQueued{
     "spillway_queued",
     MetricType::kGauge,
@@ -125,6 +140,29 @@ inline constexpr MetricDef kShadowPassed{
     "Writes a gate in shadow mode would have refused and let through "
     "(WriteThrottle).",
     kAdmittedLabels,
+    {}};
+
+// Overload cause (OverloadDetector, owned by WriteThrottle).
+inline constexpr MetricDef kOverloadCause{
+    "spillway_overload_cause",
+    MetricType::kGauge,
+    "1 for what the throttle names as the cause of overload (none, "
+    "offered_load_surge, database_slowdown), 0 for the others.",
+    kCauseLabels,
+    {}};
+inline constexpr MetricDef kOfferedRatio{
+    "spillway_offered_ratio",
+    MetricType::kGauge,
+    "Offered writes per second over their baseline in the last interval (0 "
+    "before the baseline is learnt).",
+    kThrottleLabels,
+    {}};
+inline constexpr MetricDef kLatencyRatio{
+    "spillway_latency_ratio",
+    MetricType::kGauge,
+    "Mean write latency over its baseline in the last interval (0 before the "
+    "baseline is learnt or without completed writes).",
+    kThrottleLabels,
     {}};
 
 // Fleet-wide budget (LeasedBudget, spillway::redis::GlobalBudget). The
@@ -202,11 +240,13 @@ inline constexpr MetricDef kFleetSkewed{
     {}};
 
 inline constexpr const MetricDef* kAll[] = {
-    &kAdmitted,       &kRejected,    &kInFlight,        &kLimit,
-    &kQueued,         &kOutcomes,    &kLatency,         &kBucketRate,
-    &kBucketBurst,  &kShadowPassed,    &kLeaseTokens, &kLeaseTarget,     &kMaxLease,
-    &kOvershootBound, &kBudgetMode,  &kBudgetRefreshes, &kRedisErrors,
-    &kFleetInstances, &kFleetShare,  &kFleetSkew,       &kFleetSkewed};
+    &kAdmitted,        &kRejected,     &kInFlight,       &kLimit,
+    &kLimitMin,        &kLimitMax,     &kQueued,         &kOutcomes,
+    &kLatency,         &kBucketRate,   &kBucketBurst,    &kShadowPassed,
+    &kOverloadCause,   &kOfferedRatio, &kLatencyRatio,   &kLeaseTokens,
+    &kLeaseTarget,     &kMaxLease,     &kOvershootBound, &kBudgetMode,
+    &kBudgetRefreshes, &kRedisErrors,  &kFleetInstances, &kFleetShare,
+    &kFleetSkew,       &kFleetSkewed};
 
 }  // namespace metrics
 }  // namespace spillway

@@ -46,6 +46,13 @@
 // wrappers derive a statement timeout from it
 // (spillway::pqxx::ThrottledWriter).
 //
+// Overload cause: the throttle feeds every offered write and every
+// completed one to an OverloadDetector (overload_cause.h), which names the
+// cause of shedding — offered_load_surge or database_slowdown — in the
+// gauge `spillway_overload_cause` and one log line per change. Refusals by a
+// gate in shadow mode count as refusals there: the cause says what the
+// gates decided.
+//
 // Locking: Admit without a deadline, and the release of a permit, are
 // lock-free and allocation-free (each gate's own hot path); Run adds no lock.
 //
@@ -69,7 +76,9 @@
 #include "spillway/clock.h"
 #include "spillway/concurrency_limiter.h"
 #include "spillway/leased_budget.h"
+#include "spillway/log.h"
 #include "spillway/metrics.h"
+#include "spillway/overload_cause.h"
 #include "spillway/rejection.h"
 #include "spillway/token_bucket.h"
 
@@ -85,6 +94,11 @@ struct WriteRequest {
   // When set, the write may wait in the limiter's queue until then, and
   // database wrappers bound the statement by it. Default: unset (no wait).
   std::optional<MonotonicTime> deadline;
+  // Which attempt of the logical write this is: 1 for the first, 2 for the
+  // first retry, ... (e.g. from gRPC's grpc-previous-rpc-attempts or
+  // Envoy's x-envoy-attempt-count). Only the overload cause reads it:
+  // retries are not new demand. Default: 1. Values below 1 count as 1.
+  int attempt = 1;
 };
 
 // Which gates run in shadow mode: decide and count, never refuse.
@@ -115,6 +129,10 @@ struct WriteThrottleOptions {
   // Default: no gate in shadow mode.
   ShadowOptions shadow;
 
+  // The overload-cause detector (its name, clock, metrics and log are
+  // overridden by this struct's). Default: see OverloadDetectorOptions.
+  OverloadDetectorOptions overload;
+
   // How Run() classifies a non-OK status returned by its callable.
   // Default: nullptr, meaning DefaultStatusClassifier.
   std::function<Outcome(const absl::Status&)> status_classifier;
@@ -129,6 +147,10 @@ struct WriteThrottleOptions {
 
   // Default: nullptr, meaning NoopMetricsSink(). REQUIRES: outlives it.
   MetricsSink* metrics = nullptr;
+
+  // Where state changes are logged (the overload cause). Default: nullptr,
+  // meaning DefaultLogSink(). REQUIRES: when set, outlives the throttle.
+  LogSink* log = nullptr;
 };
 
 // DeadlineExceeded, Unavailable, ResourceExhausted, Aborted -> kDropped;
@@ -175,6 +197,9 @@ class ThrottlePermit {
   friend class WriteThrottle;
   void Release(Outcome outcome);
   Permit limiter_permit_;  // Empty when the limiter let it through in shadow.
+  // The throttle's detector and clock, fed on release; set when valid.
+  OverloadDetector* detector_ = nullptr;
+  Clock* clock_ = nullptr;
   bool valid_ = false;
   MonotonicTime start_{};
   std::optional<MonotonicTime> deadline_;
@@ -248,10 +273,17 @@ class WriteThrottle {
   LeasedBudget* budget() { return budget_; }
   const std::string& name() const { return name_; }
 
+  // What the throttle names as the cause of overload now. Thread-safe; the
+  // value may be stale at once.
+  OverloadCause overload_cause() const { return detector_->cause(); }
+  // The overload detector, for its snapshot(). Thread-safe.
+  const OverloadDetector& overload_detector() const { return *detector_; }
+
  private:
   explicit WriteThrottle(WriteThrottleOptions options,
                          std::unique_ptr<ConcurrencyLimiter> limiter,
-                         std::unique_ptr<TokenBucket> bucket);
+                         std::unique_ptr<TokenBucket> bucket,
+                         std::unique_ptr<OverloadDetector> detector);
   Outcome Classify(const absl::Status& status) const;
   Outcome Classify(std::exception_ptr e) const;
 
@@ -261,6 +293,7 @@ class WriteThrottle {
   const std::unique_ptr<ConcurrencyLimiter> limiter_;
   const std::unique_ptr<TokenBucket> bucket_;
   LeasedBudget* const budget_;
+  const std::unique_ptr<OverloadDetector> detector_;
   const std::function<Outcome(const absl::Status&)> status_classifier_;
   const std::function<Outcome(std::exception_ptr)> exception_classifier_;
   // spillway_shadow_passed_total by gate and priority, bound at

@@ -103,6 +103,7 @@ class WindowedLimit final : public Limit {
 
   // The algorithm's max_limit(). Thread-safe.
   int max_limit() const override { return max_limit_; }
+  int min_limit() const override { return min_limit_; }
 
   // Windows closed so far. Thread-safe; the value may be stale at once.
   int64_t windows_closed() const {
@@ -133,7 +134,6 @@ class WindowedLimit final : public Limit {
                 const WindowOptions& options);
   // The closer: aggregates, calls the algorithm, opens the next window.
   void MaybeClose(int64_t end_ns);
-  static int ShardIndex();
 
   const std::unique_ptr<LimitAlgorithm> algorithm_;
   const WindowOptions options_;

@@ -245,6 +245,9 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
   queued_gauge_->Set(0);
   reported_limit_.store(limit_->current(), std::memory_order_relaxed);
   limit_gauge_->Set(limit_->current());
+  // The algorithm's bounds never change: set once.
+  sink.Gauge(metrics::kLimitMin, {name_})->Set(limit_->min_limit());
+  sink.Gauge(metrics::kLimitMax, {name_})->Set(limit_->max_limit());
 }
 
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;

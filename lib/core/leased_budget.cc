@@ -178,7 +178,7 @@ struct LeasedBudget::Control {
       : min_lease(options.min_lease),
         headroom(options.lease_headroom),
         fallback(FallbackMode(options.fail_mode)),
-        log(options.log != nullptr ? *options.log : StderrLogSink()) {
+        log(options.log != nullptr ? *options.log : DefaultLogSink()) {
     const std::string& key = options.key;
     lease_gauge = sink.Gauge(metrics::kLeaseTokens, {key});
     target_gauge = sink.Gauge(metrics::kLeaseTarget, {key});

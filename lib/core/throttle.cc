@@ -95,11 +95,19 @@ absl::Status ValidateWriteThrottleOptions(const WriteThrottleOptions& options) {
           absl::StrCat("WriteThrottleOptions.bucket: ", s.message()));
     }
   }
+  OverloadDetectorOptions overload = options.overload;
+  overload.name = options.name;
+  if (absl::Status s = ValidateOverloadDetectorOptions(overload); !s.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("WriteThrottleOptions.overload: ", s.message()));
+  }
   return absl::OkStatus();
 }
 
 ThrottlePermit::ThrottlePermit(ThrottlePermit&& other) noexcept
     : limiter_permit_(std::move(other.limiter_permit_)),
+      detector_(other.detector_),
+      clock_(other.clock_),
       valid_(std::exchange(other.valid_, false)),
       start_(other.start_),
       deadline_(other.deadline_),
@@ -109,6 +117,8 @@ ThrottlePermit& ThrottlePermit::operator=(ThrottlePermit&& other) noexcept {
   if (this != &other) {
     Ignore();
     limiter_permit_ = std::move(other.limiter_permit_);
+    detector_ = other.detector_;
+    clock_ = other.clock_;
     valid_ = std::exchange(other.valid_, false);
     start_ = other.start_;
     deadline_ = other.deadline_;
@@ -120,6 +130,10 @@ ThrottlePermit& ThrottlePermit::operator=(ThrottlePermit&& other) noexcept {
 void ThrottlePermit::Release(Outcome outcome) {
   if (!valid_) return;
   valid_ = false;
+  if (outcome != Outcome::kIgnored) {
+    const MonotonicTime now = clock_->Now();
+    detector_->OnCompleted(now, now - start_);
+  }
   switch (outcome) {
     case Outcome::kSuccess:
       limiter_permit_.Success();
@@ -154,13 +168,22 @@ absl::StatusOr<std::unique_ptr<WriteThrottle>> WriteThrottle::Create(
     if (!made.ok()) return made.status();
     bucket = *std::move(made);
   }
-  return std::unique_ptr<WriteThrottle>(new WriteThrottle(
-      std::move(options), *std::move(limiter), std::move(bucket)));
+  options.overload.name = options.name;
+  options.overload.clock = options.clock;
+  options.overload.metrics = options.metrics;
+  options.overload.log = options.log;
+  absl::StatusOr<std::unique_ptr<OverloadDetector>> detector =
+      OverloadDetector::Create(options.overload);
+  if (!detector.ok()) return detector.status();
+  return std::unique_ptr<WriteThrottle>(
+      new WriteThrottle(std::move(options), *std::move(limiter),
+                        std::move(bucket), *std::move(detector)));
 }
 
 WriteThrottle::WriteThrottle(WriteThrottleOptions options,
                              std::unique_ptr<ConcurrencyLimiter> limiter,
-                             std::unique_ptr<TokenBucket> bucket)
+                             std::unique_ptr<TokenBucket> bucket,
+                             std::unique_ptr<OverloadDetector> detector)
     : name_(options.name),
       clock_(options.clock != nullptr ? *options.clock
                                       : SteadyClock::Default()),
@@ -168,6 +191,7 @@ WriteThrottle::WriteThrottle(WriteThrottleOptions options,
       limiter_(std::move(limiter)),
       bucket_(std::move(bucket)),
       budget_(options.budget),
+      detector_(std::move(detector)),
       status_classifier_(std::move(options.status_classifier)),
       exception_classifier_(std::move(options.exception_classifier)) {
   MetricsSink& sink =
@@ -186,6 +210,7 @@ ThrottleAdmission WriteThrottle::Admit(const WriteRequest& request) {
   ThrottleAdmission out;
   const int64_t cost = request.cost < 1 ? 1 : request.cost;
   const int p = static_cast<int>(request.priority);
+  const bool retry = request.attempt > 1;
 
   // A gate in shadow mode that would refuse lets the write through; the
   // write is counted as a shadow pass only once every gate let it through,
@@ -200,11 +225,15 @@ ThrottleAdmission WriteThrottle::Admit(const WriteRequest& request) {
                        : limiter_->TryAcquire(request.priority);
   if (!slot.ok()) {
     if (!shadow_.concurrency_limit) {
+      detector_->OnOffered(clock_.Now(), OverloadDetector::Refusal::kByLimiter,
+                           retry);
       out.rejection_ = slot.rejection();
       return out;
     }
     shadow_passed[static_cast<int>(Gate::kConcurrencyLimit)] = true;
   }
+  // When the write was admitted (the limiter read the clock already).
+  const MonotonicTime now = slot.ok() ? slot.permit().start() : clock_.Now();
 
   // 2. Local rate.
   bool took_tokens = false;
@@ -216,6 +245,7 @@ ThrottleAdmission WriteThrottle::Admit(const WriteRequest& request) {
       shadow_passed[static_cast<int>(Gate::kTokenBucket)] = true;
     } else {
       // The slot goes back without a sample (slot's destructor: Ignore).
+      detector_->OnOffered(now, OverloadDetector::Refusal::kByOtherGate, retry);
       out.rejection_ = {Gate::kTokenBucket, Reason::kRateLimited, retry_after};
       return out;
     }
@@ -229,22 +259,35 @@ ThrottleAdmission WriteThrottle::Admit(const WriteRequest& request) {
         shadow_passed[static_cast<int>(Gate::kGlobalBudget)] = true;
       } else {
         if (took_tokens) bucket_->Return(static_cast<double>(cost));
+        detector_->OnOffered(now, OverloadDetector::Refusal::kByOtherGate,
+                             retry);
         out.rejection_ = why;
         return out;
       }
     }
   }
 
+  bool any_shadow_pass = false;
   for (int g = 0; g < kNumGates; ++g) {
-    if (shadow_passed[g]) shadow_passed_[g][p]->Increment();
+    if (shadow_passed[g]) {
+      shadow_passed_[g][p]->Increment();
+      any_shadow_pass = true;
+    }
   }
+  // A write a gate in shadow mode would have refused counts as refused: the
+  // cause says what the gates decided.
+  detector_->OnOffered(
+      now,
+      !any_shadow_pass ? OverloadDetector::Refusal::kAdmitted
+      : shadow_passed[static_cast<int>(Gate::kConcurrencyLimit)]
+          ? OverloadDetector::Refusal::kByLimiter
+          : OverloadDetector::Refusal::kByOtherGate,
+      retry);
   ThrottlePermit& permit = out.permit_;
-  if (slot.ok()) {
-    permit.limiter_permit_ = std::move(slot).permit();
-    permit.start_ = permit.limiter_permit_.start();
-  } else {
-    permit.start_ = clock_.Now();
-  }
+  if (slot.ok()) permit.limiter_permit_ = std::move(slot).permit();
+  permit.start_ = now;
+  permit.detector_ = detector_.get();
+  permit.clock_ = &clock_;
   permit.valid_ = true;
   permit.deadline_ = request.deadline;
   permit.request_ = request;

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "core/shard.h"
 
 namespace spillway {
 namespace {
@@ -50,8 +51,6 @@ void Clear(std::atomic<uint64_t>& w, uint64_t keep) {
          !w.compare_exchange_weak(v, 0, std::memory_order_relaxed)) {
   }
 }
-
-std::atomic<unsigned> g_next_shard{0};
 
 int64_t Nanos(absl::Duration d) { return absl::ToInt64Nanoseconds(d); }
 
@@ -132,13 +131,6 @@ WindowedLimit::WindowedLimit(std::unique_ptr<LimitAlgorithm> algorithm,
 
 WindowedLimit::~WindowedLimit() = default;
 
-int WindowedLimit::ShardIndex() {
-  // Threads take shards round-robin on their first sample.
-  static thread_local const int index = static_cast<int>(
-      g_next_shard.fetch_add(1, std::memory_order_relaxed) % kShards);
-  return index;
-}
-
 void WindowedLimit::OnSample(const LimitSample& sample) {
   const int64_t rtt_ns = std::max<int64_t>(0, sample.rtt.count());
   if (rtt_ns < min_rtt_threshold_ns_) return;
@@ -151,7 +143,7 @@ void WindowedLimit::OnSample(const LimitSample& sample) {
     return;
   }
   const uint64_t tag = Tag(window_.epoch.load(std::memory_order_acquire));
-  const int shard = ShardIndex();
+  const int shard = static_cast<int>(internal::ThreadShard() % kShards);
   Shard& s = shards_[shard];
   const uint64_t rtt = static_cast<uint64_t>(rtt_ns);
   if (sample.dropped) {

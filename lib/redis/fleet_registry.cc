@@ -141,7 +141,7 @@ struct FleetRegistry::State {
   explicit State(const FleetRegistryOptions& o)
       : options(o),
         clock(o.clock != nullptr ? *o.clock : SteadyClock::Default()),
-        log(o.log != nullptr ? *o.log : StderrLogSink()),
+        log(o.log != nullptr ? *o.log : DefaultLogSink()),
         id(o.instance_id.empty() ? DefaultInstanceId() : o.instance_id),
         key(absl::StrCat(o.redis.key_prefix, ":{fleet:", o.fleet, "}:members")),
         conn(o.redis, clock),

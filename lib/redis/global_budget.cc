@@ -140,7 +140,7 @@ struct GlobalBudget::State {
       : options(o),
         clock(o.clock != nullptr ? *o.clock : SteadyClock::Default()),
         sink(o.metrics != nullptr ? *o.metrics : NoopMetricsSink()),
-        log(o.log != nullptr ? *o.log : StderrLogSink()),
+        log(o.log != nullptr ? *o.log : DefaultLogSink()),
         conn(o.redis, clock),
         store(conn, o.redis.key_prefix) {
     for (size_t i = 0; i < internal::kRedisErrorKinds.size(); ++i) {

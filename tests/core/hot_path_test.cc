@@ -11,6 +11,7 @@
 #include "spillway/fixed_limit.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "spillway/throttle.h"
 #include "spillway/token_bucket.h"
 
 namespace {
@@ -53,6 +54,33 @@ TEST(HotPathTest, AdmitAndReleaseAllocateNothing) {
     bucket->ConsumeWithBorrow(1);
   }
   // The clock's Advance is test machinery and allocates nothing either.
+  EXPECT_EQ(g_allocations.load() - before, 0);
+  EXPECT_GT(sink.CounterSum("spillway_admitted_total"), 0);
+}
+
+TEST(HotPathTest, ThrottleAdmitAndReleaseAllocateNothing) {
+  // The facade adds the overload detector; its intervals close on the hot
+  // path (every 1 ms here) and allocate nothing while the cause holds.
+  testing::SimulatedClock clock;
+  testing::InMemoryMetricsSink sink;
+  WriteThrottleOptions o;
+  o.limiter.limit = *FixedLimit::Create(4);
+  o.bucket = TokenBucketOptions{.rate = 1e6};
+  o.overload.interval = absl::Milliseconds(1);
+  o.overload.baseline_window = absl::Milliseconds(100);
+  o.clock = &clock;
+  o.metrics = &sink;
+  auto throttle = std::move(*WriteThrottle::Create(std::move(o)));
+
+  const int64_t before = g_allocations.load();
+  for (int i = 0; i < 1000; ++i) {
+    ThrottleAdmission a = throttle->Admit({.attempt = 1 + i % 2});
+    ThrottleAdmission b = throttle->Admit();
+    clock.Advance(absl::Microseconds(100));
+    if (i % 3 == 0) a.permit().Success();
+    if (i % 3 == 1) a.permit().Dropped();
+    b.permit().Ignore();
+  }
   EXPECT_EQ(g_allocations.load() - before, 0);
   EXPECT_GT(sink.CounterSum("spillway_admitted_total"), 0);
 }

@@ -144,7 +144,7 @@ struct FleetRegistryOptions {
   MetricsSink* metrics = nullptr;
 
   // Where skew transitions and Redis failures are logged. Default: nullptr,
-  // meaning StderrLogSink(). REQUIRES: outlives the registry.
+  // meaning DefaultLogSink(). REQUIRES: outlives the registry.
   LogSink* log = nullptr;
 };
 

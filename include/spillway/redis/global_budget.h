@@ -133,7 +133,7 @@ struct GlobalBudgetOptions {
   // Default: nullptr, meaning NoopMetricsSink(). REQUIRES: outlives it.
   MetricsSink* metrics = nullptr;
 
-  // Default: nullptr, meaning StderrLogSink(). REQUIRES: outlives it.
+  // Default: nullptr, meaning DefaultLogSink(). REQUIRES: outlives it.
   LogSink* log = nullptr;
 };
 

@@ -13,6 +13,11 @@ PACKAGES=(
   libhiredis-dev redis-server redis-tools
   # spillway::pqxx, and the real PostgreSQL its tests and benchmark start.
   libpqxx-dev postgresql
+  # spillway::prometheus, and orders_service's /metrics.
+  prometheus-cpp-dev
+  # The Conan recipe is checked with python3 -m py_compile; the monitoring
+  # checks parse the dashboard with python3.
+  python3
 )
 
 missing=()

@@ -10,6 +10,17 @@
 #ifdef CONSUMER_WITH_PQXX
 #include "spillway/pqxx/throttled_writer.h"
 #endif
+#ifdef CONSUMER_WITH_TESTING
+#include <chrono>
+
+#include "spillway/testing/simulated_clock.h"
+#endif
+#ifdef CONSUMER_WITH_PROMETHEUS
+#include <string>
+
+#include "spillway/prometheus/metrics_sink.h"
+#include "spillway/throttle.h"
+#endif
 
 int main() {
   auto bucket = spillway::TokenBucket::Create({});
@@ -35,6 +46,26 @@ int main() {
   // Links spillway::pqxx (and libpqxx through it); no server needed.
   if (spillway::pqxx::ValidateThrottledWriterOptions({}).ok()) return 1;
   std::printf("consumer: spillway::pqxx linked\n");
+#endif
+#ifdef CONSUMER_WITH_TESTING
+  spillway::testing::SimulatedClock clock;
+  const spillway::MonotonicTime t0 = clock.Now();
+  clock.Advance(absl::Seconds(1));
+  if (clock.Now() - t0 != std::chrono::seconds(1)) return 1;
+  std::printf("consumer: spillway::testing linked\n");
+#endif
+#ifdef CONSUMER_WITH_PROMETHEUS
+  // Links spillway::prometheus (and prometheus-cpp through it).
+  auto sink = spillway::prometheus::PrometheusMetricsSink::Create();
+  spillway::WriteThrottleOptions options;
+  options.name = "consumer";
+  options.metrics = sink.get();
+  auto throttle = spillway::WriteThrottle::Create(std::move(options));
+  if (!throttle.ok()) return 1;
+  (*throttle)->Admit().permit().Success();
+  const std::string text = spillway::prometheus::ExpositionText(*sink);
+  if (text.find("spillway_admitted_total{") == std::string::npos) return 1;
+  std::printf("consumer: spillway::prometheus linked\n");
 #endif
   return (*limiter)->in_flight() == 0 ? 0 : 1;
 }

@@ -13,11 +13,16 @@
 // (spillway::redis::GlobalBudget; start several copies to share it). A
 // refused write waits its retry-after, as a well-behaved client would.
 // Once a second it prints what happened: writes, refusals by gate, errors,
-// and the current limit.
+// the current limit and the overload cause. spillway's metrics are served
+// for Prometheus on http://127.0.0.1:9464/metrics
+// (spillway::prometheus::PrometheusMetricsSink on a prometheus::Exposer).
 //
 // Flags: --pg=CONNINFO (default $SPILLWAY_PG_CONN), --threads=16,
 // --seconds=10, --fleet_rate=0 (0: no fleet budget), --redis=HOST:PORT
-// (default $SPILLWAY_REDIS_ADDR or 127.0.0.1:6379). Loopback servers only.
+// (default $SPILLWAY_REDIS_ADDR or 127.0.0.1:6379), --metrics_port=9464
+// (0: no /metrics), --metrics_bind=127.0.0.1. Loopback servers only.
+// Exit codes: 0 done, 1 a runtime error, 2 a bad flag or a busy metrics
+// port.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -32,8 +37,11 @@
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "prometheus/exposer.h"
 #include "spillway/pqxx/throttled_writer.h"
+#include "spillway/prometheus/metrics_sink.h"
 #include "spillway/redis/global_budget.h"
 #include "spillway/throttle.h"
 
@@ -45,6 +53,8 @@ struct Flags {
   int threads = 16;
   int seconds = 10;
   double fleet_rate = 0;
+  int metrics_port = 9464;
+  std::string metrics_bind = "127.0.0.1";
 };
 
 bool Parse(int argc, char** argv, Flags& f) {
@@ -66,6 +76,12 @@ bool Parse(int argc, char** argv, Flags& f) {
     } else if (kv.first == "--seconds") {
       ok = absl::SimpleAtoi(kv.second, &f.seconds) && f.seconds >= 1 &&
            f.seconds <= 3600;
+    } else if (kv.first == "--metrics_port") {
+      ok = absl::SimpleAtoi(kv.second, &f.metrics_port) &&
+           f.metrics_port >= 0 && f.metrics_port <= 65535;
+    } else if (kv.first == "--metrics_bind") {
+      f.metrics_bind = kv.second;
+      ok = !kv.second.empty();
     } else if (kv.first == "--fleet_rate") {
       ok = absl::SimpleAtod(kv.second, &f.fleet_rate) && f.fleet_rate >= 0;
     } else {
@@ -97,6 +113,27 @@ int main(int argc, char** argv) {
   Flags flags;
   if (!Parse(argc, argv, flags)) return 2;
 
+  // Metrics first: a busy port is a configuration error, reported before
+  // any database work. prometheus-cpp's Exposer throws (CivetException) when
+  // it cannot bind; that must not abort the service.
+  auto sink = spillway::prometheus::PrometheusMetricsSink::Create();
+  std::unique_ptr<prometheus::Exposer> exposer;
+  if (flags.metrics_port > 0) {
+    const std::string address =
+        absl::StrCat(flags.metrics_bind, ":", flags.metrics_port);
+    try {
+      exposer = std::make_unique<prometheus::Exposer>(address);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr,
+                   "orders_service: cannot serve /metrics on %s (%s); is the "
+                   "port in use? Pick another --metrics_port, or 0 for none\n",
+                   address.c_str(), e.what());
+      return 2;
+    }
+    exposer->RegisterCollectable(sink);
+    std::printf("metrics: http://%s/metrics\n", address.c_str());
+  }
+
   // The schema.
   try {
     pqxx::connection c(flags.pg);
@@ -127,6 +164,7 @@ int main(int argc, char** argv) {
         absl::StrSplit(flags.redis, absl::MaxSplits(':', 1));
     o.redis.host = hp.first;
     if (!absl::SimpleAtoi(hp.second, &o.redis.port)) o.redis.port = 0;
+    o.metrics = sink.get();
     auto made = spillway::redis::GlobalBudget::Create(o);
     if (!made.ok()) {
       std::fprintf(stderr, "orders_service: %s\n",
@@ -148,6 +186,7 @@ int main(int argc, char** argv) {
   spillway::WriteThrottleOptions options;
   options.name = "orders";
   options.budget = budget;
+  options.metrics = sink.get();
   auto throttle = spillway::WriteThrottle::Create(std::move(options));
   if (!throttle.ok()) {
     std::fprintf(stderr, "orders_service: %s\n",
@@ -213,10 +252,12 @@ int main(int argc, char** argv) {
     const long long errors = counters.errors.load();
     std::printf(
         "t=%2ds  %5lld writes/s  refused/s: limit %lld, fleet budget %lld  "
-        "errors/s %lld  limit %d, in flight %d\n",
+        "errors/s %lld  limit %d, in flight %d  cause %s\n",
         second, ok - last_ok, by_limit - last_limit, by_budget - last_budget,
         errors - last_errors, (*throttle)->limiter().limit(),
-        (*throttle)->limiter().in_flight());
+        (*throttle)->limiter().in_flight(),
+        std::string(spillway::OverloadCauseName((*throttle)->overload_cause()))
+            .c_str());
     std::fflush(stdout);
     last_ok = ok;
     last_limit = by_limit;

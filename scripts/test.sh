@@ -1,6 +1,14 @@
 #!/usr/bin/env bash
 # spillway's whole test suite, as CI runs it (.ci/run calls this and nothing
-# else). Three builds, each configured, built and tested with ctest:
+# else). First the checks that need no build:
+#   monitoring  promtool check rules / test rules on monitoring/, and the
+#               dashboard's queries (scripts/check_monitoring.sh; promtool
+#               is fetched from Debian's `prometheus` package, not installed)
+#   conan       the Conan recipe compiles (python3 -m py_compile; no Conan
+#               client is reachable, so it is not run)
+#   readme      the README's metrics table equals metric_names.h
+# Then three builds, each configured, built and tested with ctest (the
+# exposition test runs `promtool check metrics` on a live throttle's text):
 #   plain  RelWithDebInfo, g++ (also builds and smoke-runs the benchmarks)
 #   asan   AddressSanitizer + UndefinedBehaviorSanitizer, clang
 #          (also checks the thread-safety annotations, -Wthread-safety)
@@ -26,7 +34,7 @@ run_build() {
   shift
   local dir="$BUILD_ROOT/build-$name"
   echo "=== [$name] configure" >&2
-  cmake -S "$ROOT" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake -S "$ROOT" -B "$dir" -G Ninja -DSPILLWAY_PROMTOOL="$PROMTOOL" "$@" >/dev/null
   echo "=== [$name] build" >&2
   cmake --build "$dir" -j "$JOBS"
   echo "=== [$name] test" >&2
@@ -34,6 +42,14 @@ run_build() {
 }
 
 start=$(date +%s)
+echo "=== [checks] monitoring, conan recipe, README metrics table" >&2
+PROMTOOL=$("$ROOT/scripts/check_monitoring.sh" --print-promtool)
+PROMTOOL="$PROMTOOL" "$ROOT/scripts/check_monitoring.sh"
+PYTHONPYCACHEPREFIX=$(mktemp -d) python3 -m py_compile \
+  "$ROOT/conan/conanfile.py" "$ROOT/conan/test_package/conanfile.py"
+echo "conan recipe: compiles (untested with a live Conan client)" >&2
+python3 "$ROOT/tests/docs/readme_metrics_test.py" "$ROOT"
+
 run_build plain -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=g++
 run_build asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++ \
   -DSPILLWAY_BUILD_BENCHMARKS=OFF \

@@ -15,8 +15,17 @@
 //   none                no overload, or no baseline learnt yet.
 //
 // WriteThrottle owns one and feeds it (see WriteThrottleOptions::overload);
-// the cause is the gauge `spillway_overload_cause{throttle,cause}`, and a
-// change is one log line:
+// the cause is the gauge `spillway_overload_cause{throttle,cause}`:
+//
+//   auto throttle = spillway::WriteThrottle::Create(
+//       {.name = "orders", .overload = {.surge_ratio = 3}});
+//   ... (*throttle)->Admit({.attempt = attempt_from_request_header}) ...
+//   if ((*throttle)->overload_cause() ==
+//       spillway::OverloadCause::kOfferedLoadSurge) { ... }
+//   spillway::OverloadSnapshot s =
+//       (*throttle)->overload_detector().snapshot();
+//
+// A change of cause is one log line:
 //
 //   spillway warning: throttle orders: overload cause offered_load_surge
 //   (offered 2950/s = 3.1x baseline 950/s, 58% shed (58% by the concurrency

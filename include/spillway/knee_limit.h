@@ -36,9 +36,14 @@
 //
 // Baseline, without drift: the minimum of the windows' aggregated RTTs
 // (the statistic the target is compared with) over the last
-// `baseline_horizon`, kept in 12 time buckets, so one old low window
-// expires and loaded windows never pull the baseline up within the horizon
-// (the drift of Vegas' no-load RTT, Netflix issue #165). It is not the
+// `baseline_horizon` of calm time, kept in 12 buckets, so one old low
+// window expires and loaded windows never pull the baseline up within the
+// horizon (the drift of Vegas' no-load RTT, Netflix issue #165). Calm time
+// advances only in windows without drops, within target and with less than
+// half the limit used: under a sustained overload no window is calm, so the
+// baseline cannot age upward however long it lasts (with wall-time aging,
+// the simulator's incident at 4x length, 240 s, ended at 78% of peak with
+// p99 14x steady; with calm time, 99% and 1.1x). It is not the
 // fastest single write: on a real database the average write at low load
 // takes 2-4x the fastest one (PostgreSQL with group commit here: 0.7 ms
 // against 0.25 ms), so comparing an average with twice the fastest write
@@ -46,11 +51,16 @@
 // database itself got slower, the limit falls to min_limit while latency
 // stays well above target (1.25 x); after `rebaseline_windows` such windows
 // the baseline is re-measured as that window's RTT, taken at the
-// lowest concurrency this instance allows. The margin and the count matter
-// in a fleet: at equilibrium latency hovers around target with some
-// instances at their floor while others hold more, which must not read as a
-// slower database (with 5 windows and no margin, the simulator's incident
-// ratcheted the baseline from 5 ms to 113 ms within 30 s).
+// lowest concurrency this instance allows. A hint that the database got
+// slower at unchanged demand (OnDatabaseSlowdown, from WriteThrottle's
+// overload detector, which tells a slower database from a surge by the
+// offered demand) re-measures at once: the first window at min_limit with
+// latency above target within the next rebaseline_windows. Once per hint,
+// so it cannot ratchet. The margin and the count matter in a fleet: at
+// equilibrium latency hovers around target with some instances at their floor
+// while others hold more, which must not read as a slower database (with 5
+// windows and no margin, the simulator's incident ratcheted the baseline from 5
+// ms to 113 ms within 30 s).
 //
 // Sampling: one call per window (WindowedLimit, average aggregation by
 // default). Drops (timeouts, overload errors) are congestion.
@@ -100,7 +110,9 @@ struct KneeLimitOptions {
   // REQUIRES: in [0.5, 1).
   double drop_backoff = 0.8;
 
-  // How long a baseline sample is remembered. Default: 60 s.
+  // How long a baseline sample is remembered, in calm time: time counted
+  // only in windows without drops, within target and below the limit (so
+  // a long overload never ages the baseline). Default: 60 s.
   // REQUIRES: > 0.
   absl::Duration baseline_horizon = absl::Seconds(60);
 
@@ -130,9 +142,17 @@ class KneeLimit final : public LimitAlgorithm {
   // Whether slow start is still on. Not thread-safe.
   bool slow_start() const { return slow_start_; }
 
+  // Arms a one-time re-measure of the baseline for the next
+  // `rebaseline_windows` windows: the first of them at min_limit with
+  // latency above target (no 1.25 margin, no count) re-measures it. Not
+  // thread-safe (WindowedLimit delivers it between windows).
+  void OnDatabaseSlowdown() override {
+    slowdown_windows_ = options_.rebaseline_windows;
+  }
+
  private:
   explicit KneeLimit(const KneeLimitOptions& options);
-  void RecordBaseline(std::chrono::nanoseconds min_rtt, MonotonicTime end);
+  void RecordBaseline(std::chrono::nanoseconds min_rtt);
 
   static constexpr int kBuckets = 12;
   const KneeLimitOptions options_;
@@ -142,10 +162,16 @@ class KneeLimit final : public LimitAlgorithm {
   std::array<int64_t, kBuckets> period_;
   std::array<int64_t, kBuckets> min_ns_;
   int64_t latest_period_ = 0;
+  // Calm time so far (the baseline's clock), and the end of the last
+  // window (INT64_MIN before the first).
+  int64_t calm_ns_ = 0;
+  int64_t last_end_ns_ = INT64_MIN;
   // The limit as a real number, so fractional steps accumulate.
   double limit_ = 0;
   bool slow_start_ = true;
   int windows_pinned_ = 0;
+  // Windows left in which a slowdown hint may re-measure the baseline.
+  int slowdown_windows_ = 0;
 };
 
 // The windows KneeLimit is run with by default: WindowOptions{} with

@@ -67,6 +67,12 @@ class Limit {
   // Default: 1. Thread-safe.
   virtual int min_limit() const { return 1; }
 
+  // A hint from the owner: the database got slower at unchanged demand
+  // (WriteThrottle calls it when its OverloadDetector names
+  // database_slowdown). An algorithm that compares latency with a baseline
+  // may re-measure it. Default: ignored. Thread-safe; must not block.
+  virtual void OnDatabaseSlowdown() {}
+
   // The limit now. Thread-safe; lock-free; the value may be stale at once.
   int current() const { return limit_.load(std::memory_order_relaxed); }
 

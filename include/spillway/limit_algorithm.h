@@ -67,6 +67,10 @@ class LimitAlgorithm {
   // samples from before it). Read after every Update. Default: never
   // (MonotonicTime::min()). Not thread-safe.
   virtual MonotonicTime discard_before() const { return MonotonicTime::min(); }
+
+  // The hint of Limit::OnDatabaseSlowdown, delivered by WindowedLimit
+  // before the next Update. Default: ignored. Not thread-safe.
+  virtual void OnDatabaseSlowdown() {}
 };
 
 }  // namespace spillway

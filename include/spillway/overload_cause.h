@@ -80,6 +80,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -139,6 +140,11 @@ struct OverloadDetectorOptions {
   // Intervals with fewer offered writes are not judged. Default: 10.
   // REQUIRES: >= 1.
   int min_writes = 10;
+
+  // Called with the new cause after each change (and its log line), on the
+  // thread that closed the interval: keep it short and non-blocking.
+  // Default: none.
+  std::function<void(OverloadCause)> on_change;
 
   // Default: nullptr, meaning SteadyClock::Default(). REQUIRES: outlives
   // the detector.

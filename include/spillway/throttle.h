@@ -130,7 +130,10 @@ struct WriteThrottleOptions {
   ShadowOptions shadow;
 
   // The overload-cause detector (its name, clock, metrics and log are
-  // overridden by this struct's). Default: see OverloadDetectorOptions.
+  // overridden by this struct's). On a change to database_slowdown the
+  // throttle also hints its limit (Limit::OnDatabaseSlowdown: KneeLimit
+  // re-measures its baseline once), then calls `overload.on_change` if set.
+  // Default: see OverloadDetectorOptions.
   OverloadDetectorOptions overload;
 
   // How Run() classifies a non-OK status returned by its callable.

@@ -101,6 +101,12 @@ class WindowedLimit final : public Limit {
   // Thread-safe; lock-free (one exchange when a window is due).
   void OnSample(const LimitSample& sample) override;
 
+  // Passes the hint to the algorithm before its next Update. Thread-safe;
+  // lock-free (one store).
+  void OnDatabaseSlowdown() override {
+    slowdown_hint_.store(true, std::memory_order_relaxed);
+  }
+
   // The algorithm's max_limit(). Thread-safe.
   int max_limit() const override { return max_limit_; }
   int min_limit() const override { return min_limit_; }
@@ -137,6 +143,8 @@ class WindowedLimit final : public Limit {
 
   const std::unique_ptr<LimitAlgorithm> algorithm_;
   const WindowOptions options_;
+  // Set by OnDatabaseSlowdown, taken by the next closer.
+  std::atomic<bool> slowdown_hint_{false};
   const int min_limit_;
   const int max_limit_;
   const int64_t min_window_ns_;

@@ -1,6 +1,7 @@
 #include "spillway/knee_limit.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <utility>
 
@@ -69,13 +70,10 @@ KneeLimit::KneeLimit(const KneeLimitOptions& options)
   min_ns_.fill(0);
 }
 
-void KneeLimit::RecordBaseline(std::chrono::nanoseconds min_rtt,
-                               MonotonicTime end) {
+void KneeLimit::RecordBaseline(std::chrono::nanoseconds min_rtt) {
   if (min_rtt.count() <= 0) return;
-  const int64_t period = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             end.time_since_epoch())
-                             .count() /
-                         bucket_ns_;
+  // Buckets are periods of calm time (see Update), not of wall time.
+  const int64_t period = calm_ns_ / bucket_ns_;
   latest_period_ = std::max(latest_period_, period);
   const int i = static_cast<int>(period % kBuckets);
   if (period_[i] != period) {
@@ -100,9 +98,30 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   // Follow the published limit if it differs by more than rounding (the
   // first call, or a limit changed by someone else).
   if (std::abs(limit_ - limit) >= 1.0) limit_ = limit;
-  RecordBaseline(window.rtt, window.end);
-  const double base = static_cast<double>(baseline().count());
   const double rtt = static_cast<double>(window.rtt.count());
+  {
+    // Calm time: the baseline ages only in windows that were calm (no
+    // drops, latency within target, less than half the limit used: the
+    // state KneeLimit holds in at moderate load) under the baseline of the
+    // previous window. Under sustained overload no window is
+    // calm, so old low windows never expire and loaded ones never become
+    // the baseline: with wall-time aging, a 240 s incident in the simulator
+    // raised the baseline once per horizon and the fleet's p99 with it
+    // (goodput 78% of peak, p99 198 ms, against 99% and 15 ms).
+    const int64_t end_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                               window.end.time_since_epoch())
+                               .count();
+    const double previous = static_cast<double>(baseline().count());
+    const bool calm = !window.any_dropped() && previous > 0 &&
+                      rtt <= options_.latency_tolerance * previous &&
+                      window.max_in_flight * 2 < limit;
+    if (calm && last_end_ns_ != INT64_MIN && end_ns > last_end_ns_) {
+      calm_ns_ += end_ns - last_end_ns_;
+    }
+    last_end_ns_ = end_ns;
+  }
+  RecordBaseline(window.rtt);
+  const double base = static_cast<double>(baseline().count());
   const double target = options_.latency_tolerance * base;
 
   if (window.any_dropped()) {
@@ -126,10 +145,16 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   const bool pinned = limit_ <= options_.min_limit && base > 0 &&
                       rtt > kRebaselineMargin * target;
   windows_pinned_ = pinned ? windows_pinned_ + 1 : 0;
-  if (windows_pinned_ >= options_.rebaseline_windows) {
+  // A slowdown hint: the database is slower at the same demand, so latency
+  // above target at the floor is the new unloaded latency, not queueing.
+  const bool hinted = slowdown_windows_ > 0 && limit_ <= options_.min_limit &&
+                      base > 0 && rtt > target;
+  if (slowdown_windows_ > 0) --slowdown_windows_;
+  if (hinted || windows_pinned_ >= options_.rebaseline_windows) {
     period_.fill(-1);
-    RecordBaseline(window.rtt, window.end);
+    RecordBaseline(window.rtt);
     windows_pinned_ = 0;
+    slowdown_windows_ = 0;
   }
   return static_cast<int>(limit_);
 }

@@ -308,6 +308,7 @@ void OverloadDetector::Publish(OverloadCause next) {
              absl::StrCat("throttle ", options_.name, ": overload cause ",
                           OverloadCauseName(next), " (", detail, "); ", hint));
   }
+  if (options_.on_change) options_.on_change(next);
 }
 
 OverloadSnapshot OverloadDetector::snapshot() const {

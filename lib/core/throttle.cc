@@ -169,6 +169,14 @@ absl::StatusOr<std::unique_ptr<WriteThrottle>> WriteThrottle::Create(
     bucket = *std::move(made);
   }
   options.overload.name = options.name;
+  // A slower database at unchanged demand: let the limit algorithm
+  // re-measure its latency baseline (KneeLimit), then call the user's hook.
+  Limit* limit = &(*limiter)->limit_algorithm();
+  options.overload.on_change =
+      [limit, user = std::move(options.overload.on_change)](OverloadCause c) {
+        if (c == OverloadCause::kDatabaseSlowdown) limit->OnDatabaseSlowdown();
+        if (user) user(c);
+      };
   options.overload.clock = options.clock;
   options.overload.metrics = options.metrics;
   options.overload.log = options.log;

@@ -248,6 +248,9 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
     for (int i = 0; i < kShards * kRing; ++i) Clear(ring_[i], next_tag);
   }
 
+  if (slowdown_hint_.exchange(false, std::memory_order_relaxed)) {
+    algorithm_->OnDatabaseSlowdown();
+  }
   const int next =
       std::clamp(algorithm_->Update(w, current()), min_limit_, max_limit_);
   StoreLimit(next);

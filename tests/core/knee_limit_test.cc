@@ -121,6 +121,76 @@ TEST(KneeLimitTest, ReMeasuresTheBaselineWhenTheDatabaseGotSlower) {
   EXPECT_EQ(limit, 2);  // Within target again: grows.
 }
 
+// A hint that the database got slower at unchanged demand (from
+// WriteThrottle's overload detector) re-measures at the first window at the
+// floor with latency above target, without the 1.25 margin or the count,
+// and only once per hint.
+TEST(KneeLimitTest, SlowdownHintReMeasuresOnceAtTheFloor) {
+  auto k = Make({.initial_limit = 1, .min_limit = 1, .rebaseline_windows = 20});
+  int limit = k->Update(Window(milliseconds(0), milliseconds(5), 1), 1);
+  ASSERT_EQ(k->baseline(), milliseconds(5));
+  // 11 ms at the floor: above the 10 ms target, under the 12.5 ms margin.
+  for (int i = 1; i <= 30; ++i) {
+    limit =
+        k->Update(Window(milliseconds(100 * i), milliseconds(11), 1), limit);
+  }
+  EXPECT_EQ(limit, 1);
+  EXPECT_EQ(k->baseline(), milliseconds(5));  // No margin met: stays.
+  k->OnDatabaseSlowdown();
+  limit = k->Update(Window(milliseconds(3100), milliseconds(11), 1), limit);
+  EXPECT_EQ(k->baseline(), milliseconds(11));
+  limit = k->Update(Window(milliseconds(3200), milliseconds(12), 1), limit);
+  EXPECT_EQ(limit, 2);  // 12 ms is within 2 x 11 ms: grows again.
+  // Once per hint: higher latency at the floor later moves nothing.
+  for (int i = 0; i < 10; ++i) {
+    limit = k->Update(Window(milliseconds(3300 + 100 * i), milliseconds(25), 1),
+                      limit);
+  }
+  EXPECT_EQ(k->baseline(), milliseconds(11));
+}
+
+TEST(KneeLimitTest, SlowdownHintExpiresAfterRebaselineWindows) {
+  auto k =
+      Make({.initial_limit = 100, .min_limit = 1, .rebaseline_windows = 3});
+  int limit = k->Update(Window(milliseconds(0), milliseconds(5), 1), 100);
+  k->OnDatabaseSlowdown();
+  // 11 ms: above the 10 ms target, so the limit falls by 10/11 a window;
+  // the hint lapses after 3 windows, long before the floor.
+  for (int i = 1; i <= 100; ++i) {
+    limit = k->Update(Window(milliseconds(100 * i), milliseconds(11), limit),
+                      limit);
+  }
+  EXPECT_EQ(limit, 1);
+  // At the floor, under the 1.25 margin, with no hint: nothing re-measures.
+  EXPECT_EQ(k->baseline(), milliseconds(5));
+}
+
+// The baseline ages in calm time only: a long overload (windows at the
+// limit, latency at target) never expires the old low baseline, so it
+// cannot creep up; calm windows (less than half the limit used) age it as
+// before.
+TEST(KneeLimitTest, BaselineDoesNotAgeDuringOverload) {
+  auto k = Make({.initial_limit = 10, .baseline_horizon = absl::Seconds(60)});
+  int limit = k->Update(Window(milliseconds(0), milliseconds(4), 1), 10);
+  ASSERT_EQ(k->baseline(), milliseconds(4));
+  // Ten minutes of overload: every window uses its whole limit at 7.5 ms.
+  for (int s = 1; s <= 600; ++s) {
+    limit = k->Update(Window(milliseconds(1000 * s),
+                             milliseconds(7) + milliseconds(1) / 2, limit),
+                      limit);
+    ASSERT_EQ(k->baseline(), milliseconds(4)) << s;
+  }
+  // Calm again (1 in flight): after 60 s of calm windows the 4 ms window
+  // is a calm horizon old, and the minimum of those, 6 ms, takes over.
+  for (int s = 601; s <= 659; ++s) {
+    limit =
+        k->Update(Window(milliseconds(1000 * s), milliseconds(6), 1), limit);
+  }
+  EXPECT_EQ(k->baseline(), milliseconds(4));
+  limit = k->Update(Window(milliseconds(660000), milliseconds(6), 1), limit);
+  EXPECT_EQ(k->baseline(), milliseconds(6));
+}
+
 TEST(KneeLimitTest, ClampsToItsBounds) {
   auto k = Make({.initial_limit = 8, .min_limit = 4, .max_limit = 12});
   int limit = k->Update(Window(milliseconds(100), milliseconds(5), 8), 8);

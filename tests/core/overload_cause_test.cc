@@ -4,6 +4,8 @@
 
 #include "spillway/overload_cause.h"
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <limits>
 #include <memory>
@@ -293,16 +295,21 @@ class ThrottleOverloadTest : public ::testing::Test {
 
   // `n` writes every 10 ms for `seconds`; each runs 5 ms, so at most 10 are
   // in flight when n <= 10; the rest are refused by the limit of 10.
-  void Drive(WriteThrottle& t, int n, double seconds, int attempt = 1) {
-    for (int s = 0; s < static_cast<int>(seconds * 100 + 0.5); ++s) {
+  // With `hold_ms` above 10, each step lasts hold_ms (fewer steps).
+  void Drive(WriteThrottle& t, int n, double seconds, int attempt = 1,
+             int hold_ms = 5) {
+    const absl::Duration end = absl::Seconds(seconds);
+    for (absl::Duration at; at < end;) {
       std::vector<ThrottlePermit> permits;
       for (int i = 0; i < n; ++i) {
         ThrottleAdmission a = t.Admit({.attempt = attempt});
         if (a.ok()) permits.push_back(std::move(a).permit());
       }
-      clock_.Advance(absl::Milliseconds(5));
+      clock_.Advance(absl::Milliseconds(hold_ms));
       for (ThrottlePermit& p : permits) p.Success();
-      clock_.Advance(absl::Milliseconds(5));
+      const absl::Duration rest = absl::Milliseconds(std::max(0, 10 - hold_ms));
+      clock_.Advance(rest);
+      at += absl::Milliseconds(hold_ms) + rest;
     }
   }
 
@@ -345,6 +352,39 @@ TEST_F(ThrottleOverloadTest, ShadowRefusalsCountAsRefusals) {
   Drive(*t, 20, 3.0);
   EXPECT_EQ(t->overload_cause(), OverloadCause::kOfferedLoadSurge);
   EXPECT_GT(sink_.CounterSum("spillway_shadow_passed_total"), 0);
+}
+
+// A limit that counts slowdown hints.
+class HintCountingLimit final : public Limit {
+ public:
+  HintCountingLimit() : Limit(10) {}
+  void OnSample(const LimitSample&) override {}
+  int max_limit() const override { return 10; }
+  void OnDatabaseSlowdown() override { hints.fetch_add(1); }
+  std::atomic<int> hints{0};
+};
+
+TEST_F(ThrottleOverloadTest, DatabaseSlowdownHintsTheLimitOnce) {
+  auto limit = std::make_shared<HintCountingLimit>();
+  int user_calls = 0;
+  WriteThrottleOptions o;
+  o.name = "orders";
+  o.limiter.limit = limit;
+  o.overload.on_change = [&](OverloadCause) { ++user_calls; };
+  o.clock = &clock_;
+  o.log = &log_;
+  auto t = std::move(*WriteThrottle::Create(std::move(o)));
+  Drive(*t, 5, 10.0);
+  // The same writers, each write now 25 ms instead of 5: latency 5x at no
+  // more demand.
+  Drive(*t, 5, 5.0, 1, /*hold_ms=*/25);
+  EXPECT_EQ(t->overload_cause(), OverloadCause::kDatabaseSlowdown);
+  EXPECT_EQ(limit->hints.load(), 1);  // Once per change, not per interval.
+  EXPECT_EQ(user_calls, 1);           // The user's hook still runs.
+  Drive(*t, 5, 5.0);
+  EXPECT_EQ(t->overload_cause(), OverloadCause::kNone);
+  EXPECT_EQ(limit->hints.load(), 1);
+  EXPECT_EQ(user_calls, 2);
 }
 
 TEST(ThrottleOverloadOptionsTest, BadDetectorOptionIsNamed) {

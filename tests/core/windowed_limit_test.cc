@@ -25,10 +25,16 @@ class RecordingAlgorithm final : public LimitAlgorithm {
   int max_limit() const override { return 50; }
   int Update(const WindowSample& window, int limit) override {
     windows_->push_back(window);
+    hinted_at_update.push_back(hinted_);
+    hinted_ = false;
     return next_ < 0 ? limit : next_;
   }
+  void OnDatabaseSlowdown() override { hinted_ = true; }
+  // Per Update: whether a slowdown hint arrived since the previous one.
+  std::vector<bool> hinted_at_update;
 
  private:
+  bool hinted_ = false;
   std::vector<WindowSample>* windows_;
   int next_;
 };
@@ -68,6 +74,23 @@ TEST(WindowedLimitTest, ClosesByTimeAndAggregatesExactly) {
   EXPECT_EQ(w.max_in_flight, 7);
   EXPECT_EQ(w.end, kT0 + milliseconds(100));
   EXPECT_EQ(limit->windows_closed(), 1);
+}
+
+TEST(WindowedLimitTest, SlowdownHintReachesTheAlgorithmBeforeTheNextUpdate) {
+  std::vector<WindowSample> windows;
+  auto algorithm = std::make_unique<RecordingAlgorithm>(&windows);
+  RecordingAlgorithm* seen = algorithm.get();
+  auto limit = *WindowedLimit::Create(
+      std::move(algorithm),
+      {.min_window = absl::Milliseconds(100), .min_samples = 1});
+  limit->OnSample(Sample(milliseconds(0), milliseconds(1)));
+  limit->OnSample(Sample(milliseconds(100), milliseconds(1)));  // Window 1.
+  limit->OnDatabaseSlowdown();  // Any thread, between windows.
+  limit->OnDatabaseSlowdown();  // Twice before a window: delivered once.
+  limit->OnSample(Sample(milliseconds(200), milliseconds(1)));  // Window 2.
+  limit->OnSample(Sample(milliseconds(300), milliseconds(1)));  // Window 3.
+  EXPECT_THAT(seen->hinted_at_update,
+              ::testing::ElementsAre(false, true, false));
 }
 
 TEST(WindowedLimitTest, QuietWindowStaysOpenUntilMinSamples) {

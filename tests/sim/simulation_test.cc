@@ -315,13 +315,13 @@ TEST(SpillwayDefaultTest, ShedsBeforeTheCascade) {
   EXPECT_GE(incident.goodput_pct, 95.0);
   EXPECT_LE(incident.p99_ms, 2.0 * steady.p99_ms);
   EXPECT_EQ(incident.timeouts, 0);
-  // The database at half capacity: the goal is >= 90% of what it can
-  // still do. With every write exactly 1/lambda long, the fleet settles at
-  // its floor (one write per instance) with latency 1.08x the target, under
-  // the 1.25x margin that re-measures the baseline, and serves 70%. The
-  // same scenario with varied service times (ServiceTimeVarianceTest) gets
-  // over 90%. Pinned here so that a change shows.
-  EXPECT_GE(row("slowdown").goodput_pct, 69.0);
+  // The database at half capacity: >= 90% of what it can still do. The
+  // fleet first falls to its floor (latency at one write per instance is
+  // above the old target); the overload detector names database_slowdown
+  // (demand unchanged) and the hint re-measures each KneeLimit's baseline
+  // once, so the fleet climbs back to the database's best concurrency.
+  // Without the hint it served 70%.
+  EXPECT_GE(row("slowdown").goodput_pct, 90.0);
   // After the balancer is fixed: back within 10 s.
   EXPECT_LE(row("recovery").converge_s, 10.0);
   // Priorities: the goal is 100% of critical demand; with seed 1 it serves
@@ -331,6 +331,35 @@ TEST(SpillwayDefaultTest, ShedsBeforeTheCascade) {
     if (m.contender == "spillway:critical") {
       EXPECT_GE(m.goodput_pct, 99.0);
     }
+  }
+}
+
+// Real incidents last longer than a minute (the seed incident: an hour).
+// The same scenarios at 4x length (a 240 s incident, a 240 s slowdown) must
+// hold as well as the short ones: KneeLimit's baseline ages only in calm
+// windows, so a long overload cannot ratchet it up. With wall-time aging the
+// 240 s incident ended at 78% of peak with p99 198 ms (14x steady).
+TEST(SpillwayDefaultTest, LongOverloadsDoNotRatchetTheBaseline) {
+  RunnerOptions o = Options(4.0);
+  o.scenarios = {"steady", "incident", "slowdown"};
+  o.contenders = {"spillway"};
+  absl::StatusOr<Report> report = RunScenarios(o);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const ScenarioMetrics* steady = nullptr;
+  for (const ScenarioMetrics& m : report->rows) {
+    if (m.scenario == "steady") steady = &m;
+  }
+  ASSERT_NE(steady, nullptr);
+  for (const ScenarioMetrics& m : report->rows) {
+    SCOPED_TRACE(m.scenario);
+    if (m.scenario == "incident") {
+      EXPECT_GE(m.goodput_pct, 95.0);
+      EXPECT_LE(m.p99_ms, 2.0 * steady->p99_ms);
+    }
+    if (m.scenario == "slowdown") {
+      EXPECT_GE(m.goodput_pct, 90.0);
+    }
+    EXPECT_EQ(m.timeouts, 0);
   }
 }
 

@@ -330,7 +330,11 @@ ThrottledWriter::~ThrottledWriter() = default;
 absl::Status ThrottledWriter::Write(absl::FunctionRef<void(::pqxx::work&)> body,
                                     const WriteRequest& request) {
   for (int attempt = 0;; ++attempt) {
-    ThrottleAdmission admission = options_.throttle->Admit(request);
+    // The writer's own retries are retries of the caller's attempt: not new
+    // demand for the overload cause (WriteRequest::attempt).
+    WriteRequest this_attempt = request;
+    this_attempt.attempt = std::max(1, request.attempt) + attempt;
+    ThrottleAdmission admission = options_.throttle->Admit(this_attempt);
     if (!admission.ok()) return RejectionStatus(admission.rejection());
     ThrottlePermit permit = std::move(admission).permit();
 

@@ -382,6 +382,42 @@ TEST_F(ThrottledWriterTest,
   EXPECT_EQ(ValueOf(2), 1);
 }
 
+// The writer's own retry is marked as one (WriteRequest::attempt), so the
+// throttle's overload detector does not count it as new demand: two
+// admissions, one write of demand.
+TEST_F(ThrottledWriterTest, RetriesAreNotDemandForTheOverloadCause) {
+  testing::SimulatedClock clock;
+  auto throttle =
+      ValueOrFail(WriteThrottle::Create({.name = "sim",
+                                         .limiter = {.limit = Fixed(4)},
+                                         .overload = {.min_writes = 1},
+                                         .clock = &clock}));
+  ASSERT_NE(throttle, nullptr);
+  auto writer = ValueOrFail(
+      ThrottledWriter::Create({.connection_string = ConnectionString(),
+                               .throttle = throttle.get(),
+                               .max_retries = 1}));
+  ASSERT_NE(writer, nullptr);
+  SerializationConflict conflict(ConnectionString());
+  Caught caught;
+  int runs = 0;
+  const absl::Status s = writer->Write([&](::pqxx::work& tx) {
+    if (++runs == 1) {
+      conflict.Run(tx, caught);
+    } else {
+      tx.exec("UPDATE items SET v = v + 1 WHERE id = 2");
+    }
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  ASSERT_EQ(runs, 2);
+  // Close the 1 s interval with one more (first) attempt: 3 offered, 1 of
+  // them a retry, so 2 writes of demand per second.
+  clock.Advance(absl::Seconds(1));
+  throttle->Admit().permit().Ignore();
+  EXPECT_DOUBLE_EQ(throttle->overload_detector().snapshot().offered_per_second,
+                   2.0);
+}
+
 TEST_F(ThrottledWriterTest, OtherErrorsAreNotRetried) {
   auto writer = MakeWriter(/*max_retries=*/3);
   ASSERT_NE(writer, nullptr);

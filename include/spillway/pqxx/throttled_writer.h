@@ -53,8 +53,10 @@
 //
 // Retries: with `max_retries` > 0, a serialization failure or deadlock is
 // retried (the body runs again in a new transaction), each retry admitted
-// through the throttle again (a refused retry returns its RejectionStatus);
-// other errors are never retried. Each failed attempt counts as dropped.
+// through the throttle again (a refused retry returns its RejectionStatus)
+// and marked as a retry (WriteRequest::attempt + 1 for each, so the
+// throttle's overload cause does not count it as new demand); other errors
+// are never retried. Each failed attempt counts as dropped.
 //
 // Broken connections: after a broken connection (an in-doubt commit, or
 // any failure that leaves the connection closed) the connection is replaced on

@@ -358,20 +358,29 @@ TEST_F(ThrottledWriterTest, SerializationFailureIsDropped) {
   EXPECT_EQ(ValueOf(2), 0);
 }
 
-TEST_F(ThrottledWriterTest,
-       SerializationFailureRetryIsAdmittedAgainAndCommits) {
-  auto writer = MakeWriter(/*max_retries=*/1);
-  ASSERT_NE(writer, nullptr);
-  SerializationConflict conflict(ConnectionString());
-  Caught caught;
-  int runs = 0;
-  const absl::Status s = writer->Write([&](::pqxx::work& tx) {
+// Writes with `writer` a body that fails with a real serialization failure
+// on its first run and increments row 2 on the next; counts the runs.
+absl::Status WriteFailingOnce(ThrottledWriter& writer,
+                              const std::string& connection_string,
+                              Caught& caught, int& runs) {
+  SerializationConflict conflict(connection_string);
+  return writer.Write([&](::pqxx::work& tx) {
     if (++runs == 1) {
       conflict.Run(tx, caught);
     } else {
       tx.exec("UPDATE items SET v = v + 1 WHERE id = 2");
     }
   });
+}
+
+TEST_F(ThrottledWriterTest,
+       SerializationFailureRetryIsAdmittedAgainAndCommits) {
+  auto writer = MakeWriter(/*max_retries=*/1);
+  ASSERT_NE(writer, nullptr);
+  Caught caught;
+  int runs = 0;
+  const absl::Status s =
+      WriteFailingOnce(*writer, ConnectionString(), caught, runs);
   EXPECT_TRUE(s.ok()) << s;
   EXPECT_EQ(runs, 2);
   EXPECT_EQ(caught.write_class, WriteClass::kDropped);
@@ -398,16 +407,10 @@ TEST_F(ThrottledWriterTest, RetriesAreNotDemandForTheOverloadCause) {
                                .throttle = throttle.get(),
                                .max_retries = 1}));
   ASSERT_NE(writer, nullptr);
-  SerializationConflict conflict(ConnectionString());
   Caught caught;
   int runs = 0;
-  const absl::Status s = writer->Write([&](::pqxx::work& tx) {
-    if (++runs == 1) {
-      conflict.Run(tx, caught);
-    } else {
-      tx.exec("UPDATE items SET v = v + 1 WHERE id = 2");
-    }
-  });
+  const absl::Status s =
+      WriteFailingOnce(*writer, ConnectionString(), caught, runs);
   ASSERT_TRUE(s.ok()) << s;
   ASSERT_EQ(runs, 2);
   // Close the 1 s interval with one more (first) attempt: 3 offered, 1 of

@@ -52,7 +52,7 @@ promtool_path() {
     echo "$PROMTOOL"
     return
   fi
-  local bin=$CACHE/root/usr/bin/promtool
+  local bin=$CACHE/unpacked/usr/bin/promtool
   if [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1; then
     echo "$bin"
     return
@@ -76,10 +76,10 @@ promtool_path() {
   # Unpack next to the cache and move into place, so an interrupted run never
   # leaves a half-unpacked tree that a later run would trust.
   local tmp
-  tmp=$(mktemp -d "$CACHE/root.XXXXXX")
+  tmp=$(mktemp -d "$CACHE/unpacked.XXXXXX")
   dpkg-deb -x "${debs[0]}" "$tmp" || die "dpkg-deb -x ${debs[0]} failed"
-  rm -rf "$CACHE/root"
-  mv "$tmp" "$CACHE/root"
+  rm -rf "$CACHE/unpacked"
+  mv "$tmp" "$CACHE/unpacked"
   rm -f "${debs[@]}" "$log"
   "$bin" --version >/dev/null 2>&1 || die "$bin does not run"
   echo "$bin"

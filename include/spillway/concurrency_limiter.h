@@ -210,6 +210,7 @@ class Permit {
 
  private:
   friend class ConcurrencyLimiter;
+  friend class ThrottlePermit;  // Releases at the end time it read itself.
   Permit(ConcurrencyLimiter* limiter, MonotonicTime start, int in_flight,
          Priority priority)
       : limiter_(limiter),
@@ -217,6 +218,8 @@ class Permit {
         in_flight_(in_flight),
         priority_(priority) {}
   void Release(Outcome outcome);
+  // Release with the write's end time already read (unused for kIgnored).
+  void ReleaseAt(Outcome outcome, MonotonicTime end);
 
   ConcurrencyLimiter* limiter_ = nullptr;
   MonotonicTime start_{};
@@ -298,7 +301,9 @@ class ConcurrencyLimiter {
   // One compare-exchange admission attempt loop for `p`, ignoring waiters.
   // On success returns true and the total in flight after admission.
   bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
-  void Release(const Permit& permit, Outcome outcome);
+  // Releases `permit`; `end` is when the write ended (read by the caller,
+  // unused for kIgnored).
+  void Release(const Permit& permit, Outcome outcome, MonotonicTime end);
   // reserved(p) and cap(p) of the header comment, for the hot path.
   int64_t Reserved(int p, int64_t limit) const;
   int64_t Cap(int p, int64_t limit, int64_t reserved) const;
@@ -362,10 +367,16 @@ class ConcurrencyLimiter {
   GaugeHandle* queued_gauge_;
 };
 
+inline void Permit::ReleaseAt(Outcome outcome, MonotonicTime end) {
+  if (limiter_ == nullptr) return;
+  limiter_->Release(*this, outcome, end);
+  limiter_ = nullptr;
+}
+
 inline void Permit::Release(Outcome outcome) {
   if (limiter_ == nullptr) return;
-  limiter_->Release(*this, outcome);
-  limiter_ = nullptr;
+  ReleaseAt(outcome, outcome == Outcome::kIgnored ? MonotonicTime()
+                                                  : limiter_->clock_.Now());
 }
 
 }  // namespace spillway

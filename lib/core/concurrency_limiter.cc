@@ -430,13 +430,13 @@ void ConcurrencyLimiter::ServeWaiters() {
   queued_gauge_->Set(q.size);
 }
 
-void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome) {
+void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
+                                 MonotonicTime now) {
   const int p = static_cast<int>(permit.priority_);
   // The sample first, the slot last: the limit is updated before the slot
   // frees, and the release's read-modify-write lands right before the
   // caller's next admission, while this core likely still owns the line.
   if (outcome != Outcome::kIgnored) {
-    const MonotonicTime now = clock_.Now();
     const std::chrono::nanoseconds rtt =
         std::chrono::duration_cast<std::chrono::nanoseconds>(now -
                                                              permit.start_);

@@ -130,21 +130,13 @@ ThrottlePermit& ThrottlePermit::operator=(ThrottlePermit&& other) noexcept {
 void ThrottlePermit::Release(Outcome outcome) {
   if (!valid_) return;
   valid_ = false;
+  // One clock read serves the overload detector and the limit algorithm.
+  MonotonicTime end{};
   if (outcome != Outcome::kIgnored) {
-    const MonotonicTime now = clock_->Now();
-    detector_->OnCompleted(now, now - start_);
+    end = clock_->Now();
+    detector_->OnCompleted(end, end - start_);
   }
-  switch (outcome) {
-    case Outcome::kSuccess:
-      limiter_permit_.Success();
-      break;
-    case Outcome::kDropped:
-      limiter_permit_.Dropped();
-      break;
-    case Outcome::kIgnored:
-      limiter_permit_.Ignore();
-      break;
-  }
+  limiter_permit_.ReleaseAt(outcome, end);
 }
 
 absl::StatusOr<std::unique_ptr<WriteThrottle>> WriteThrottle::Create(

@@ -784,6 +784,31 @@ TEST(TokenBucketThreadsTest, ConcurrentBorrowAndReturnRestoresTheBalance) {
   EXPECT_FALSE(bucket->TryConsume(1));
 }
 
+// Sizes 1 and 3 contend on a frozen clock, so a consume can find its tokens
+// gone between its read and its addition (the overdrawn path, which gives
+// them back). Every token is accounted for: what was admitted plus what is
+// left is exactly the burst, nothing lost to an undo and nothing minted.
+TEST(TokenBucketThreadsTest, MixedSizesOnAFrozenClockAccountForEveryToken) {
+  SimulatedClock clock;
+  std::unique_ptr<TokenBucket> bucket = MakeBucket(BucketOptions(
+      /*rate=*/1000, /*burst=*/1000, /*initial=*/std::nullopt, &clock));
+  ASSERT_NE(bucket, nullptr);
+  constexpr int kThreads = 4;
+  std::atomic<int64_t> taken{0};
+  RunThreads(kThreads, [&](int t) {
+    const int size = t % 2 == 0 ? 1 : 3;
+    int64_t mine = 0;
+    for (int i = 0; i < 2000; ++i) {
+      if (bucket->TryConsume(size)) mine += size;
+    }
+    taken.fetch_add(mine);
+  });
+  EXPECT_LE(taken.load(), 1000);
+  EXPECT_GE(taken.load(), 998) << "tokens left that no size could take";
+  EXPECT_NEAR(static_cast<double>(taken.load()) + bucket->Available(), 1000.0,
+              kTokenTolerance);
+}
+
 // --- SetRate ----------------------------------------------------------------
 
 TEST(TokenBucketTest, SetRateKeepsTheBalanceAndAppliesTheNewRate) {
@@ -852,6 +877,48 @@ TEST(TokenBucketTest, SetRateKeepsTheDebt) {
   EXPECT_TRUE(DurationNear(retry_after, absl::Microseconds(1)));
   clock.Advance(absl::Microseconds(1));
   EXPECT_TRUE(bucket->TryConsume(1));
+}
+
+// Consumers race rate changes on a frozen clock. SetRate keeps the balance
+// and the two rates are powers of two apart, so every balance is a whole
+// number of tokens in either unit: the tokens admitted plus the tokens left
+// add up to the burst exactly. A consume that computed with one rate and
+// landed after the switch to the other would break the sum by a factor of
+// 4; the generation check and the compare-exchange of the full word make it
+// retry instead.
+TEST(TokenBucketThreadsTest, ConsumesRacingSetRateAreChargedExactly) {
+  SimulatedClock clock;
+  std::unique_ptr<TokenBucket> bucket = MakeBucket(BucketOptions(
+      /*rate=*/1024, /*burst=*/100000, /*initial=*/std::nullopt, &clock));
+  ASSERT_NE(bucket, nullptr);
+  constexpr int kConsumers = 3;
+  std::atomic<int> consumers_done{0};
+  std::atomic<int64_t> taken{0};
+  std::atomic<int64_t> rate_changes{0};
+  RunThreads(kConsumers + 1, [&](int t) {
+    if (t == kConsumers) {
+      // The rate changer: alternates until every consumer has finished.
+      for (int i = 0; consumers_done.load() < kConsumers; ++i) {
+        ASSERT_TRUE(bucket->SetRate(i % 2 == 0 ? 4096 : 1024, 100000).ok());
+        rate_changes.fetch_add(1);
+      }
+      return;
+    }
+    // At least 20,000 rounds, and on until the changer has switched the
+    // rate 200 times (bounded: the threads may be scheduled one by one).
+    int64_t mine = 0;
+    for (int i = 0; i < 10'000'000 && (i < 20'000 || rate_changes.load() < 200);
+         ++i) {
+      if (bucket->TryConsume(1)) ++mine;
+      if (bucket->ConsumeWithBorrow(1).has_value()) ++mine;
+    }
+    taken.fetch_add(mine);
+    consumers_done.fetch_add(1);
+  });
+  EXPECT_GE(rate_changes.load(), 200);
+  EXPECT_GT(taken.load(), 0);
+  EXPECT_NEAR(static_cast<double>(taken.load()) + bucket->Available(), 100000.0,
+              kTokenTolerance);
 }
 
 struct InvalidSetRate {

@@ -826,11 +826,11 @@ void ClientThread(PhaseShared& shared, int index, ClientStats& out) {
         refusals_in_a_row = std::min(refusals_in_a_row + 1, 30);
         const std::chrono::nanoseconds exponential =
             shared.min_backoff * (int64_t{1} << (refusals_in_a_row - 1));
-        const std::chrono::nanoseconds wait = std::min(
-            shared.max_backoff, std::max(a.retry_after, exponential));
-        std::this_thread::sleep_for(std::chrono::nanoseconds(
-            static_cast<int64_t>(static_cast<double>(wait.count()) *
-                                 jitter(random))));
+        const std::chrono::nanoseconds wait =
+            std::min(shared.max_backoff, std::max(a.retry_after, exponential));
+        std::this_thread::sleep_for(
+            std::chrono::nanoseconds(static_cast<int64_t>(
+                static_cast<double>(wait.count()) * jitter(random))));
         break;
       }
     }

@@ -132,7 +132,8 @@ struct ConcurrencyLimiterOptions {
 
   // The limit algorithm. Default: nullptr, meaning MakeDefaultLimit(): a
   // KneeLimit (knee_limit.h) in a WindowedLimit, which starts at 1 and
-  // doubles per window until latency leaves twice its baseline.
+  // measures three windows of writes alone, then doubles per window until
+  // latency leaves twice its baseline.
   // REQUIRES: when set, max_limit() <= kMaxConcurrencyLimit.
   std::shared_ptr<Limit> limit;
 

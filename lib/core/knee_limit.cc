@@ -1,6 +1,7 @@
 #include "spillway/knee_limit.h"
 
 #include <algorithm>
+#include <array>
 #include <climits>
 #include <cmath>
 #include <utility>
@@ -91,7 +92,32 @@ std::chrono::nanoseconds KneeLimit::baseline() const {
     if (period_[i] < 0 || period_[i] <= latest_period_ - kBuckets) continue;
     if (best == 0 || min_ns_[i] < best) best = min_ns_[i];
   }
+  // The lowest window is the luckiest one, not a typical write alone: the
+  // alone floor (see the header) lifts it, within the horizon.
+  if (best > 0 && alone_floor_ns_ > 0 &&
+      calm_ns_ - alone_floor_calm_ns_ <
+          absl::ToInt64Nanoseconds(options_.baseline_horizon)) {
+    best = std::max(best, alone_floor_ns_);
+  }
   return std::chrono::nanoseconds(best);
+}
+
+bool KneeLimit::CollectAlone(const WindowSample& window) {
+  if (alone_windows_ >= kAloneWindows) return false;
+  if (window.any_dropped() || window.max_in_flight > 1 ||
+      window.rtt.count() <= 0) {
+    // The limit has grown (or the database is congested) before all the
+    // alone windows were in: no floor, the lowest window stands alone.
+    alone_windows_ = kAloneWindows;
+    return false;
+  }
+  alone_rtt_ns_[alone_windows_++] = window.rtt.count();
+  if (alone_windows_ < kAloneWindows) return true;
+  std::array<int64_t, kAloneWindows> sorted = alone_rtt_ns_;
+  std::sort(sorted.begin(), sorted.end());
+  alone_floor_ns_ = sorted[kAloneWindows / 2];
+  alone_floor_calm_ns_ = calm_ns_;
+  return false;
 }
 
 int KneeLimit::Update(const WindowSample& window, int limit) {
@@ -121,10 +147,14 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
     last_end_ns_ = end_ns;
   }
   RecordBaseline(window.rtt);
+  // While the first windows measure writes alone, slow start waits for them.
+  const bool hold_alone = CollectAlone(window);
   const double base = static_cast<double>(baseline().count());
   const double target = options_.latency_tolerance * base;
 
-  if (window.any_dropped()) {
+  if (hold_alone) {
+    // Limit unchanged.
+  } else if (window.any_dropped()) {
     slow_start_ = false;
     limit_ *= options_.drop_backoff;
   } else if (base > 0 && rtt > target) {
@@ -153,6 +183,9 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   if (hinted || windows_pinned_ >= options_.rebaseline_windows) {
     period_.fill(-1);
     RecordBaseline(window.rtt);
+    // The re-measured baseline is the window at the floor, not the alone
+    // floor measured before the database changed.
+    alone_floor_ns_ = 0;
     windows_pinned_ = 0;
     slowdown_windows_ = 0;
   }

@@ -784,10 +784,11 @@ TEST(TokenBucketThreadsTest, ConcurrentBorrowAndReturnRestoresTheBalance) {
   EXPECT_FALSE(bucket->TryConsume(1));
 }
 
-// Sizes 1 and 3 contend on a frozen clock, so a consume can find its tokens
-// gone between its read and its addition (the overdrawn path, which gives
-// them back). Every token is accounted for: what was admitted plus what is
-// left is exactly the burst, nothing lost to an undo and nothing minted.
+// Sizes 1 and 3 contend on a frozen clock, so a consume often finds the word
+// changed between its read and its compare-exchange, and the last tokens
+// fit one size but not the other. Every token is accounted for: what was
+// admitted plus what is left is exactly the burst, nothing lost and nothing
+// minted.
 TEST(TokenBucketThreadsTest, MixedSizesOnAFrozenClockAccountForEveryToken) {
   SimulatedClock clock;
   std::unique_ptr<TokenBucket> bucket = MakeBucket(BucketOptions(

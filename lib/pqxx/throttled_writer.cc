@@ -9,6 +9,7 @@
 #include <optional>
 #include <pqxx/connection>
 #include <pqxx/except>
+#include <pqxx/nontransaction>
 #include <pqxx/transaction>
 #include <string>
 #include <utility>
@@ -24,6 +25,27 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "pqxx/begin_work.h"
+
+namespace spillway::internal {
+
+bool BeginWork(::pqxx::connection& connection,
+               std::optional<::pqxx::work>* tx) {
+  try {
+    tx->emplace(connection);
+    return false;
+  } catch (const ::pqxx::sql_error& e) {
+    if (e.sqlstate() != "25P02") throw;
+  }
+  {
+    ::pqxx::nontransaction end(connection);
+    end.exec("ROLLBACK");
+  }
+  tx->emplace(connection);
+  return true;
+}
+
+}  // namespace spillway::internal
 
 namespace spillway::pqxx {
 namespace {
@@ -377,7 +399,12 @@ ThrottledWriter::Attempt ThrottledWriter::RunOnce(
   Attempt result;
   bool lost = false;
   try {
-    ::pqxx::work tx(*connection_);
+    // A session an earlier cancel left in a failed transaction is ended
+    // here rather than failing this write and every later one (see
+    // pqxx/begin_work.h).
+    std::optional<::pqxx::work> work;
+    if (internal::BeginWork(*connection_, &work)) ++failed_sessions_ended_;
+    ::pqxx::work& tx = *work;
     if (options_.statement_timeout_from_deadline &&
         permit.deadline().has_value()) {
       // An integer we computed; no caller data is formatted into SQL.

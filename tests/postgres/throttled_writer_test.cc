@@ -32,6 +32,7 @@
 #include "bench/pg_overload/postgres_server.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/pqxx/begin_work.h"
 #include "spillway/fixed_limit.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
@@ -179,6 +180,40 @@ TEST_F(ThrottledWriterTest, CommitIsSuccess) {
   EXPECT_EQ(Outcomes("success"), 1);
   EXPECT_EQ(Outcomes("dropped"), 0);
   EXPECT_EQ(Outcomes("ignored"), 0);
+}
+
+// A session in a failed transaction block that libpqxx believes idle (what
+// a statement_timeout's late cancel of libpqxx's ROLLBACK leaves; here made
+// on purpose: a nontransaction sends BEGIN and a failing statement, and
+// never rolls back). Every BEGIN then fails with 25P02, for good: libpqxx
+// never ends the transaction it does not know. BeginWork ends it and
+// begins; ThrottledWriter begins every write with it.
+TEST_F(ThrottledWriterTest, BeginWorkEndsAFailedTransactionLibpqxxMissed) {
+  ::pqxx::connection connection(ConnectionString());
+  {
+    ::pqxx::nontransaction stray(connection);
+    stray.exec("BEGIN");
+    EXPECT_THROW(stray.exec("SELECT 1/0"), ::pqxx::sql_error);
+  }
+  for (int i = 0; i < 2; ++i) {
+    try {
+      ::pqxx::work stuck(connection);
+      ADD_FAILURE() << "BEGIN succeeded in a failed transaction block";
+    } catch (const ::pqxx::sql_error& e) {
+      EXPECT_EQ(e.sqlstate(), "25P02") << e.what();
+    }
+  }
+  std::optional<::pqxx::work> tx;
+  EXPECT_TRUE(internal::BeginWork(connection, &tx));
+  ASSERT_TRUE(tx.has_value());
+  tx->exec("UPDATE items SET v = 11 WHERE id = 1");
+  tx->commit();
+  tx.reset();
+  EXPECT_EQ(ValueOf(1), 11);
+  // A clean session begins at once.
+  EXPECT_FALSE(internal::BeginWork(connection, &tx));
+  ASSERT_TRUE(tx.has_value());
+  tx->abort();
 }
 
 TEST_F(ThrottledWriterTest, StatementTimeoutFromTheDeadlineIsDropped) {

@@ -67,6 +67,14 @@
 // string redacted; 53300 as payload when the server had no slot left), and
 // counted as dropped.
 //
+// Failed sessions: a statement timeout's cancel can arrive late and cancel
+// libpqxx's ROLLBACK of the failed transaction too. The server then keeps
+// the session in a failed transaction block that libpqxx believes ended,
+// and every later BEGIN fails with 25P02. Each Write begins through
+// internal::BeginWork (lib/pqxx/begin_work.h), which ends such a
+// transaction with ROLLBACK and begins again, before the body runs;
+// failed_sessions_ended() counts it.
+//
 // Thread safety: not thread-safe (one connection). Use one writer per
 // thread, all sharing one WriteThrottle.
 
@@ -143,6 +151,11 @@ class ThrottledWriter {
   // Not thread-safe.
   int connections_made() const { return connections_made_; }
 
+  // Times a write found its session still in a failed transaction (an
+  // earlier statement_timeout cancelled libpqxx's ROLLBACK too) and ended
+  // it before beginning. Not thread-safe.
+  int failed_sessions_ended() const { return failed_sessions_ended_; }
+
  private:
   // How one attempt (one admission, one transaction) ended.
   struct Attempt {
@@ -163,6 +176,7 @@ class ThrottledWriter {
   // The connection; null once it broke, until the next Write replaces it.
   std::unique_ptr<::pqxx::connection> connection_;
   int connections_made_ = 0;
+  int failed_sessions_ended_ = 0;
 };
 
 }  // namespace spillway::pqxx

@@ -33,10 +33,6 @@ struct Event {
   uint64_t c;
 };
 
-class SilentLog final : public LogSink {
-  void Log(LogLevel, absl::string_view) override {}
-};
-
 struct EventLater {
   bool operator()(const Event& x, const Event& y) const {
     return x.at != y.at ? x.at > y.at : x.seq > y.seq;
@@ -88,7 +84,8 @@ class Simulation {
       throttle_options.limiter = *std::move(limiter_options);
       throttle_options.overload = options_.overload;
       throttle_options.clock = &clock_;
-      throttle_options.log = &silent_;
+      // Cause changes are read from RunResult, not logged.
+      throttle_options.log = &NullLogSink();
       absl::StatusOr<std::unique_ptr<WriteThrottle>> throttle =
           WriteThrottle::Create(std::move(throttle_options));
       if (!throttle.ok()) return throttle.status();
@@ -349,8 +346,6 @@ class Simulation {
 
   // The one clock of the run; every limiter reads it.
   testing::SimulatedClock clock_;
-  // Cause changes are read from RunResult, not logged.
-  SilentLog silent_;
   const MonotonicTime clock_start_ = clock_.Now();
   // Declared before attempts_ so that permits are released first on
   // destruction too (members are destroyed in reverse order).

@@ -21,13 +21,16 @@
 #ifndef SPILLWAY_LOG_H_
 #define SPILLWAY_LOG_H_
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include "absl/strings/string_view.h"
-#include "absl/time/time.h"
 #include "spillway/clock.h"
 
 namespace spillway {
+
+class TokenBucket;
 
 enum class LogLevel { kInfo, kWarning, kError };
 
@@ -46,14 +49,15 @@ class LogSink {
 LogSink& StderrLogSink();
 
 // Passes at most `burst` lines at once and `lines_per_second` on average to
-// `inner` (a token bucket); lines over that are dropped and counted, and the
+// `inner` (a TokenBucket); lines over that are dropped and counted, and the
 // next line passed says how many were suppressed:
 //   "... (3 lines suppressed)".
-// Thread-safe (one mutex; logging is never on the hot path).
+// Thread-safe; lock-free.
 class RateLimitedLogSink final : public LogSink {
  public:
   // REQUIRES: lines_per_second > 0, burst >= 1; `inner` and `clock` outlive
-  // the sink. Out-of-range values are clamped to the nearest valid one.
+  // the sink. Out-of-range values (also beyond TokenBucketOptions' bounds)
+  // are clamped to the nearest valid one.
   RateLimitedLogSink(LogSink& inner, double lines_per_second, int burst,
                      Clock& clock = SteadyClock::Default());
   ~RateLimitedLogSink() override;
@@ -61,16 +65,20 @@ class RateLimitedLogSink final : public LogSink {
   void Log(LogLevel level, absl::string_view line) override;
 
   // Lines dropped so far. Thread-safe.
-  int64_t suppressed() const;
+  int64_t suppressed() const { return total_.load(std::memory_order_relaxed); }
 
  private:
-  struct State;
   LogSink& inner_;
-  const double rate_;
-  const double burst_;
-  Clock& clock_;
-  State* const state_;
+  // The rate limit itself: a TokenBucket on `clock`.
+  const std::unique_ptr<TokenBucket> bucket_;
+  std::atomic<int64_t> pending_{0};  // Suppressed since the last line.
+  std::atomic<int64_t> total_{0};    // Suppressed ever.
 };
+
+// Swallows every line: for runs whose state changes are read elsewhere (a
+// simulator reads the overload cause from the throttle). Process-wide and
+// stateless. Thread-safe.
+LogSink& NullLogSink();
 
 // The default of every component: StderrLogSink() rate-limited to 1 line
 // per second with a burst of 10. Process-wide. Thread-safe.

@@ -173,6 +173,8 @@ absl::Status RejectionStatus(const Rejection& rejection);
 // Thread-safe.
 std::optional<Rejection> RejectionOf(const absl::Status& status);
 
+class WriteThrottle;
+
 // The right to run one admitted write. Move-only; the destructor is Ignore.
 // Thread safety: one thread at a time per permit.
 class ThrottlePermit {
@@ -190,7 +192,7 @@ class ThrottlePermit {
   void Ignore() { Release(Outcome::kIgnored); }
 
   // True until released or moved from.
-  bool valid() const { return valid_; }
+  bool valid() const { return throttle_ != nullptr; }
   // When the write was admitted, and the request's deadline.
   MonotonicTime start() const { return start_; }
   const std::optional<MonotonicTime>& deadline() const { return deadline_; }
@@ -200,10 +202,9 @@ class ThrottlePermit {
   friend class WriteThrottle;
   void Release(Outcome outcome);
   Permit limiter_permit_;  // Empty when the limiter let it through in shadow.
-  // The throttle's detector and clock, fed on release; set when valid.
-  OverloadDetector* detector_ = nullptr;
-  Clock* clock_ = nullptr;
-  bool valid_ = false;
+  // The throttle that admitted the write (its clock and overload detector
+  // are fed on release); null once released or moved from.
+  WriteThrottle* throttle_ = nullptr;
   MonotonicTime start_{};
   std::optional<MonotonicTime> deadline_;
   WriteRequest request_;
@@ -287,6 +288,7 @@ class WriteThrottle {
                          std::unique_ptr<ConcurrencyLimiter> limiter,
                          std::unique_ptr<TokenBucket> bucket,
                          std::unique_ptr<OverloadDetector> detector);
+  friend class ThrottlePermit;  // Release feeds clock_ and detector_.
   Outcome Classify(const absl::Status& status) const;
   Outcome Classify(std::exception_ptr e) const;
 

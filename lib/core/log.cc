@@ -6,9 +6,8 @@
 #include <cmath>
 #include <string>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
-#include "core/mutex.h"
+#include "spillway/token_bucket.h"
 
 namespace spillway {
 namespace {
@@ -48,51 +47,38 @@ LogSink& StderrLogSink() {
   return *sink;
 }
 
-struct RateLimitedLogSink::State {
-  mutable internal::Mutex mu;
-  double tokens ABSL_GUARDED_BY(mu);
-  MonotonicTime last ABSL_GUARDED_BY(mu);
-  int64_t pending ABSL_GUARDED_BY(mu) = 0;  // Suppressed since the last line.
-  int64_t total ABSL_GUARDED_BY(mu) = 0;    // Suppressed ever.
-};
+namespace {
+
+// A bucket for the sink's arguments, clamped into TokenBucketOptions'
+// bounds (rate in (0, 1e9], burst in [1, 1e9], burst / rate <= 1e8 s), so
+// creating it cannot fail.
+std::unique_ptr<TokenBucket> LineBucket(double lines_per_second, int burst,
+                                        Clock& clock) {
+  TokenBucketOptions o;
+  o.burst = std::clamp<double>(burst, 1.0, 1e9);
+  o.rate = lines_per_second > 0 && std::isfinite(lines_per_second)
+               ? std::clamp(lines_per_second, o.burst / 1e8, 1e9)
+               : 1.0;
+  o.name = "log";
+  o.clock = &clock;
+  return *TokenBucket::Create(o);
+}
+
+}  // namespace
 
 RateLimitedLogSink::RateLimitedLogSink(LogSink& inner, double lines_per_second,
                                        int burst, Clock& clock)
-    : inner_(inner),
-      rate_(lines_per_second > 0 && std::isfinite(lines_per_second)
-                ? lines_per_second
-                : 1.0),
-      burst_(std::max(1, burst)),
-      clock_(clock),
-      state_(new State) {
-  internal::MutexLock lock(&state_->mu);
-  state_->tokens = burst_;
-  state_->last = clock_.Now();
-}
+    : inner_(inner), bucket_(LineBucket(lines_per_second, burst, clock)) {}
 
-RateLimitedLogSink::~RateLimitedLogSink() { delete state_; }
+RateLimitedLogSink::~RateLimitedLogSink() = default;
 
 void RateLimitedLogSink::Log(LogLevel level, absl::string_view line) {
-  int64_t suppressed = 0;
-  {
-    internal::MutexLock lock(&state_->mu);
-    const MonotonicTime now = clock_.Now();
-    if (now > state_->last) {
-      const double elapsed =
-          std::chrono::duration<double>(now - state_->last).count();
-      state_->tokens = std::min(burst_, state_->tokens + elapsed * rate_);
-      state_->last = now;
-    }
-    if (state_->tokens < 1.0) {
-      ++state_->pending;
-      ++state_->total;
-      return;
-    }
-    state_->tokens -= 1.0;
-    suppressed = state_->pending;
-    state_->pending = 0;
+  if (!bucket_->TryConsume(1)) {
+    pending_.fetch_add(1, std::memory_order_relaxed);
+    total_.fetch_add(1, std::memory_order_relaxed);
+    return;
   }
-  // The inner sink is called outside the lock: it may be slow.
+  const int64_t suppressed = pending_.exchange(0, std::memory_order_relaxed);
   if (suppressed == 0) {
     inner_.Log(level, line);
   } else {
@@ -102,9 +88,12 @@ void RateLimitedLogSink::Log(LogLevel level, absl::string_view line) {
   }
 }
 
-int64_t RateLimitedLogSink::suppressed() const {
-  internal::MutexLock lock(&state_->mu);
-  return state_->total;
+LogSink& NullLogSink() {
+  class NullSink final : public LogSink {
+    void Log(LogLevel, absl::string_view) override {}
+  };
+  static NullSink* const sink = new NullSink();
+  return *sink;
 }
 
 LogSink& DefaultLogSink() {

@@ -106,9 +106,7 @@ absl::Status ValidateWriteThrottleOptions(const WriteThrottleOptions& options) {
 
 ThrottlePermit::ThrottlePermit(ThrottlePermit&& other) noexcept
     : limiter_permit_(std::move(other.limiter_permit_)),
-      detector_(other.detector_),
-      clock_(other.clock_),
-      valid_(std::exchange(other.valid_, false)),
+      throttle_(std::exchange(other.throttle_, nullptr)),
       start_(other.start_),
       deadline_(other.deadline_),
       request_(other.request_) {}
@@ -117,9 +115,7 @@ ThrottlePermit& ThrottlePermit::operator=(ThrottlePermit&& other) noexcept {
   if (this != &other) {
     Ignore();
     limiter_permit_ = std::move(other.limiter_permit_);
-    detector_ = other.detector_;
-    clock_ = other.clock_;
-    valid_ = std::exchange(other.valid_, false);
+    throttle_ = std::exchange(other.throttle_, nullptr);
     start_ = other.start_;
     deadline_ = other.deadline_;
     request_ = other.request_;
@@ -128,13 +124,13 @@ ThrottlePermit& ThrottlePermit::operator=(ThrottlePermit&& other) noexcept {
 }
 
 void ThrottlePermit::Release(Outcome outcome) {
-  if (!valid_) return;
-  valid_ = false;
+  WriteThrottle* const throttle = std::exchange(throttle_, nullptr);
+  if (throttle == nullptr) return;
   // One clock read serves the overload detector and the limit algorithm.
   MonotonicTime end{};
   if (outcome != Outcome::kIgnored) {
-    end = clock_->Now();
-    detector_->OnCompleted(end, end - start_);
+    end = throttle->clock_.Now();
+    throttle->detector_->OnCompleted(end, end - start_);
   }
   limiter_permit_.ReleaseAt(outcome, end);
 }
@@ -286,9 +282,7 @@ ThrottleAdmission WriteThrottle::Admit(const WriteRequest& request) {
   ThrottlePermit& permit = out.permit_;
   if (slot.ok()) permit.limiter_permit_ = std::move(slot).permit();
   permit.start_ = now;
-  permit.detector_ = detector_.get();
-  permit.clock_ = &clock_;
-  permit.valid_ = true;
+  permit.throttle_ = this;
   permit.deadline_ = request.deadline;
   permit.request_ = request;
   return out;

@@ -169,6 +169,10 @@ AtomicGauge& DiscardGauge() {
   static AtomicGauge* const g = new AtomicGauge();
   return *g;
 }
+AtomicHistogram& DiscardHistogram() {
+  static AtomicHistogram* const h = new AtomicHistogram({});
+  return *h;
+}
 }  // namespace
 
 std::shared_ptr<PrometheusMetricsSink> PrometheusMetricsSink::Create() {
@@ -195,9 +199,7 @@ GaugeHandle* PrometheusMetricsSink::Gauge(const MetricDef& def,
 HistogramHandle* PrometheusMetricsSink::Histogram(const MetricDef& def,
                                                   const LabelValues& labels) {
   Series* s = state_->Bind(def, labels);
-  if (s->histogram != nullptr) return s->histogram.get();
-  static AtomicHistogram* const discard = new AtomicHistogram({});
-  return discard;
+  return s->histogram != nullptr ? s->histogram.get() : &DiscardHistogram();
 }
 
 std::vector<::prometheus::MetricFamily> PrometheusMetricsSink::Collect() const {

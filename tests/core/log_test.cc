@@ -59,5 +59,12 @@ TEST(DefaultLogSinkTest, IsOneProcessWideSink) {
   EXPECT_NE(&DefaultLogSink(), &StderrLogSink());
 }
 
+TEST(NullLogSinkTest, IsOneProcessWideSinkApartFromTheOthers) {
+  EXPECT_EQ(&NullLogSink(), &NullLogSink());
+  EXPECT_NE(&NullLogSink(), &DefaultLogSink());
+  EXPECT_NE(&NullLogSink(), &StderrLogSink());
+  NullLogSink().Log(LogLevel::kError, "swallowed");
+}
+
 }  // namespace
 }  // namespace spillway

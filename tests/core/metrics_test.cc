@@ -67,14 +67,7 @@ class FlakyStore final : public BudgetStore {
   bool fail = false;
 };
 
-// Swallows log lines.
-class NullLog final : public LogSink {
- public:
-  void Log(LogLevel, absl::string_view) override {}
-};
-
 TEST(MetricNamesTest, EveryTableEntryIsReportedByTheCore) {
-  NullLog log;
   testing::SimulatedClock clock;
   testing::InMemoryMetricsSink sink;
   ConcurrencyLimiterOptions lo;
@@ -88,9 +81,11 @@ TEST(MetricNamesTest, EveryTableEntryIsReportedByTheCore) {
   // A fleet budget, refreshed once, then through a store failure (a
   // fall-back) and back: every series it has is in use.
   FlakyStore store;
-  auto budget = LeasedBudget::Create(
-      {.key = "orders", .clock = &clock, .metrics = &sink, .log = &log},
-      &store);
+  auto budget = LeasedBudget::Create({.key = "orders",
+                                      .clock = &clock,
+                                      .metrics = &sink,
+                                      .log = &NullLogSink()},
+                                     &store);
   ASSERT_TRUE(budget.ok()) << budget.status();
   ASSERT_TRUE((*budget)->Refresh().ok());
   ASSERT_TRUE((*budget)->TryAcquire());

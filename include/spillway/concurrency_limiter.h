@@ -55,8 +55,8 @@
 // limiter's clock; no wake-up is lost.
 //
 // Retry hint: a limiter rejection's `retry_after` is the smoothed latency of
-// recent successful writes (EWMA with weight 1/8, as TCP's SRTT, RFC 6298),
-// or 1 ms before the first one.
+// recent successful writes (EWMA with weight 1/8, as TCP's SRTT, RFC 6298,
+// fed at most one sample per millisecond), or 1 ms before the first one.
 //
 // Metrics (names in spillway/metric_names.h): admitted and rejected totals
 // by priority and reason, in-flight, limit, queued, outcomes, latency.
@@ -299,15 +299,24 @@ class ConcurrencyLimiter {
   friend class Permit;
   explicit ConcurrencyLimiter(ConcurrencyLimiterOptions options);
 
+  // reserved(p) and cap(p) of every priority at one limit.
+  struct Shares {
+    std::array<int32_t, kNumPriorities> reserved;
+    std::array<int32_t, kNumPriorities> cap;
+    int32_t reserved_sum;  // Sum of `reserved`.
+  };
+  // Computes the shares at `limit` (the header comment's formulas).
+  Shares ComputeShares(int64_t limit) const;
+  // Whether `word` (in-flight counts) admits one more write of `p` at
+  // `limit` with shares `shares`; if not, sets `why`.
+  bool Admissible(int p, uint64_t word, int64_t limit, const Shares& shares,
+                  int64_t now_ns, Reason* why) const;
   // One compare-exchange admission attempt loop for `p`, ignoring waiters.
   // On success returns true and the total in flight after admission.
   bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
   // Releases `permit`; `end` is when the write ended (read by the caller,
   // unused for kIgnored).
   void Release(const Permit& permit, Outcome outcome, MonotonicTime end);
-  // reserved(p) and cap(p) of the header comment, for the hot path.
-  int64_t Reserved(int p, int64_t limit) const;
-  int64_t Cap(int p, int64_t limit, int64_t reserved) const;
   // Counts the admission and hands out its permit.
   Admission Admit(int p, MonotonicTime start, int in_flight);
   // Counts the rejection and, for a refused priority with lower ones below
@@ -324,20 +333,32 @@ class ConcurrencyLimiter {
   const int64_t priority_hold_ns_;
   const QueueOrder queue_order_;
   // Partition fractions in parts per million, so shares are exact integer
-  // arithmetic on the hot path.
+  // arithmetic.
   std::array<int64_t, kNumPriorities> guaranteed_ppm_;
   std::array<int64_t, kNumPriorities> max_ppm_;
+  // The shares at every limit in [0, shares_size_), computed once at
+  // construction (the fractions never change; at most 4097 entries of 28
+  // bytes), so admission looks them up instead of multiplying and dividing
+  // per priority. Limits beyond the table (an algorithm with max_limit
+  // above kMaxSharesTable) compute them.
+  static constexpr int kMaxSharesTable = 4096;
+  int shares_size_ = 0;
+  std::unique_ptr<Shares[]> shares_;
 
   // Hot fields are 128 bytes apart (see WindowedLimit::Shard: adjacent-line
   // prefetch). In flight per priority, 21 bits each: the one word admission
   // compare-exchanges, on its own cache line since every admit and release
   // writes it.
   alignas(128) std::atomic<uint64_t> counts_{0};
-  // Smoothed latency of successful writes, nanoseconds (0: none yet). A
-  // relaxed load, and a store only when the average moves, so a steady
-  // latency does not make this line travel between cores; a lost update
-  // between two releases only delays the average by one sample.
+  // Smoothed latency of successful writes, nanoseconds (0: none yet), and
+  // the clock time (ns) it last took a sample. It takes at most one sample
+  // per kSrttPeriodNs: a release reads the line and writes it only when the
+  // period is over, so on a busy limiter this line is shared by every core
+  // rather than moved between them on every release. Two releases that
+  // update at once lose one sample, which only delays the average.
+  static constexpr int64_t kSrttPeriodNs = 1000000;
   alignas(128) std::atomic<int64_t> srtt_ns_{0};
+  std::atomic<int64_t> srtt_at_ns_{0};
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
   alignas(128) std::atomic<uint64_t> waiting_{0};

@@ -28,12 +28,15 @@
 //
 // Locking: a sample is a few relaxed loads and stores into the calling
 // thread's shard — one of 16 per-thread accumulators, each on its own cache
-// line — tagged with the window's epoch. No read-modify-write, so releasing
-// threads do not contend. Closing takes a flag with one exchange; the closer
-// sums the shards, moves the epoch on and calls the algorithm. A sample that
+// line: running totals of count and RTT, and the window's smallest RTT and
+// largest in-flight count tagged with the window's epoch. No
+// read-modify-write, so releasing threads do not contend. Closing takes a
+// flag with one exchange; the closer takes each shard's totals since the
+// last close, moves the epoch on and calls the algorithm. A sample that
 // races the close of its window (its store lands after the closer read its
-// shard), or two threads that share a shard and update it at the same
-// instant, lose that sample; nothing is counted twice. Percentile
+// shard) counts in the next window, except for its minimum RTT and
+// in-flight count; two threads that share a shard and update it at the
+// same instant lose one sample. Nothing is counted twice. Percentile
 // aggregation keeps the last 64 RTTs of each shard.
 //
 // Thread safety: all methods are thread-safe; OnSample is lock-free.
@@ -120,20 +123,31 @@ class WindowedLimit final : public Limit {
   static constexpr int kShards = 16;
   static constexpr int kRing = 64;
 
-  // One thread's accumulator. Every word holds the window epoch in its top
-  // 16 bits and a value in the low 48; a word from another epoch reads as
-  // zero. Written with relaxed load/store by its owner thread(s); read and
-  // re-stamped by the closer.
+  // One thread's accumulator, written with relaxed loads and stores by its
+  // owner thread(s), read by the closer. The counts and sums are running
+  // totals, never reset: a window's share is the difference from what the
+  // closer read at the previous close (`taken_`), so a sample costs two
+  // plain adds and no epoch check. The smallest RTT and the largest
+  // in-flight count are per window: those words hold the window epoch in
+  // their top 16 bits and the value in the low 48, and a word from another
+  // epoch reads as zero.
   // 128 bytes apart rather than 64: Intel's adjacent-line prefetcher moves
   // 64-byte lines in pairs, so neighbours 64 bytes apart still contend
   // (folly's hardware_destructive_interference_size is 128 for this reason).
   struct alignas(128) Shard {
-    std::atomic<uint64_t> count{0};        // Successful samples.
+    std::atomic<uint64_t> count{0};        // Successful samples, ever.
     std::atomic<uint64_t> sum_ns{0};       // Their RTTs, summed.
-    std::atomic<uint64_t> drops{0};        // Dropped samples.
+    std::atomic<uint64_t> drops{0};        // Dropped samples, ever.
     std::atomic<uint64_t> drop_sum_ns{0};  // Their RTTs, summed.
     std::atomic<uint64_t> min_ns{0};       // Smallest RTT (any outcome).
     std::atomic<uint64_t> max_in_flight{0};
+  };
+  // A shard's running totals as the closer last took them (closer-only).
+  struct Taken {
+    uint64_t count = 0;
+    uint64_t sum_ns = 0;
+    uint64_t drops = 0;
+    uint64_t drop_sum_ns = 0;
   };
 
   WindowedLimit(std::unique_ptr<LimitAlgorithm> algorithm,
@@ -167,6 +181,8 @@ class WindowedLimit final : public Limit {
   std::atomic<int64_t> windows_closed_{0};
 
   std::array<Shard, kShards> shards_;
+  // Closer-only: each shard's totals at the last close.
+  std::array<Taken, kShards> taken_{};
   // Percentile mode: the last kRing RTTs of each shard (epoch-tagged), slot
   // chosen by the shard's sample count. Null in average mode.
   std::unique_ptr<std::atomic<uint64_t>[]> ring_;

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/base/attributes.h"
+#include "absl/base/optimization.h"
 #include "absl/strings/str_format.h"
 #include "core/mutex.h"
 #include "spillway/knee_limit.h"
@@ -217,6 +218,9 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
         std::llround(options.partitions[p].guaranteed_fraction * kPpm);
     max_ppm_[p] = std::llround(options.partitions[p].max_fraction * kPpm);
   }
+  shares_size_ = std::min(limit_->max_limit(), kMaxSharesTable) + 1;
+  shares_ = std::make_unique<Shares[]>(shares_size_);
+  for (int l = 0; l < shares_size_; ++l) shares_[l] = ComputeShares(l);
 
   MetricsSink& sink =
       options.metrics != nullptr ? *options.metrics : NoopMetricsSink();
@@ -252,23 +256,26 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
 
 ConcurrencyLimiter::~ConcurrencyLimiter() = default;
 
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t ConcurrencyLimiter::Reserved(
-    int p, int64_t limit) const {
-  return limit * guaranteed_ppm_[p] / kPpm;
-}
-
-ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t ConcurrencyLimiter::Cap(
-    int p, int64_t limit, int64_t reserved) const {
-  return std::max<int64_t>({reserved, 1, limit * max_ppm_[p] / kPpm});
+ConcurrencyLimiter::Shares ConcurrencyLimiter::ComputeShares(
+    int64_t limit) const {
+  Shares shares;
+  shares.reserved_sum = 0;
+  for (int p = 0; p < kNumPriorities; ++p) {
+    const int64_t reserved = limit * guaranteed_ppm_[p] / kPpm;
+    shares.reserved[p] = static_cast<int32_t>(reserved);
+    shares.reserved_sum += static_cast<int32_t>(reserved);
+    shares.cap[p] = static_cast<int32_t>(std::max<int64_t>(
+        std::max<int64_t>(reserved, 1), limit * max_ppm_[p] / kPpm));
+  }
+  return shares;
 }
 
 int ConcurrencyLimiter::reserved(Priority priority, int limit) const {
-  return static_cast<int>(Reserved(static_cast<int>(priority), limit));
+  return ComputeShares(limit).reserved[static_cast<int>(priority)];
 }
 
 int ConcurrencyLimiter::cap(Priority priority, int limit) const {
-  const int p = static_cast<int>(priority);
-  return static_cast<int>(Cap(p, limit, Reserved(p, limit)));
+  return ComputeShares(limit).cap[static_cast<int>(priority)];
 }
 
 int64_t ConcurrencyLimiter::NowNs() const {
@@ -277,54 +284,69 @@ int64_t ConcurrencyLimiter::NowNs() const {
       .count();
 }
 
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::Admissible(
+    int p, uint64_t word, int64_t limit, const Shares& shares, int64_t now_ns,
+    Reason* why) const {
+  const int64_t total = Total(word);
+  const int64_t mine = Count(word, p);
+  if (total >= limit) {
+    // Also covers a limit lowered below what is in flight: reserved slots
+    // are only guaranteed within the current limit.
+    *why = Reason::kLimitReached;
+    return false;
+  }
+  if (mine < shares.reserved[p]) return true;
+  // Beyond its reservation: within its cap, and only from the shared pool,
+  // i.e. sum over q of max(n(q), reserved(q)) < limit.
+  if (mine >= shares.cap[p]) {
+    *why = Reason::kPartitionLimit;
+    return false;
+  }
+  for (int q = 0; q < p; ++q) {
+    if (pressure_until_ns_[q].load(std::memory_order_relaxed) > now_ns) {
+      *why = Reason::kPriorityPressure;  // Freed capacity goes to q.
+      return false;
+    }
+  }
+  // occupied <= total + reserved_sum: most often that settles it.
+  if (total + shares.reserved_sum < limit) return true;
+  int64_t occupied = 0;
+  for (int q = 0; q < kNumPriorities; ++q) {
+    occupied += std::max<int64_t>(Count(word, q), shares.reserved[q]);
+  }
+  if (occupied >= limit) {
+    *why = Reason::kLimitReached;
+    return false;
+  }
+  return true;
+}
+
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
     int p, int64_t now_ns, int* in_flight, Reason* why) {
   const int64_t limit = limit_->current();
-  const int64_t reserved_p = Reserved(p, limit);
-  uint64_t word = counts_.load(std::memory_order_relaxed);
+  Shares computed;
+  const Shares* shares = &computed;
+  if (ABSL_PREDICT_TRUE(limit < shares_size_)) {
+    shares = &shares_[limit];
+  } else {
+    computed = ComputeShares(limit);
+  }
+  // seq_cst, the load and the compare-exchange: they pair with the
+  // releaser's fetch-sub and load of waiting_ (see Acquire).
+  uint64_t word = counts_.load(std::memory_order_seq_cst);
   for (;;) {
-    const int64_t total = Total(word);
-    const int64_t mine = Count(word, p);
-    if (total >= limit) {
-      // Also covers a limit lowered below what is in flight: reserved slots
-      // are only guaranteed within the current limit.
-      *why = Reason::kLimitReached;
-      return false;
-    }
-    if (mine >= reserved_p) {
-      // Beyond its reservation: within its cap, and only from the shared
-      // pool, i.e. sum over q of max(n(q), reserved(q)) < limit.
-      const int64_t cap_p = Cap(p, limit, reserved_p);
-      if (mine >= cap_p) {
-        *why = Reason::kPartitionLimit;
-        return false;
-      }
-      for (int q = 0; q < p; ++q) {
-        if (pressure_until_ns_[q].load(std::memory_order_relaxed) > now_ns) {
-          *why = Reason::kPriorityPressure;  // Freed capacity goes to q.
-          return false;
-        }
-      }
-      int64_t occupied = 0;
-      for (int q = 0; q < kNumPriorities; ++q) {
-        occupied += std::max<int64_t>(Count(word, q), Reserved(q, limit));
-      }
-      if (occupied >= limit) {
-        *why = Reason::kLimitReached;
-        return false;
-      }
-    }
-    // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
+    if (!Admissible(p, word, limit, *shares, now_ns, why)) return false;
     if (counts_.compare_exchange_weak(word, word + One(p),
                                       std::memory_order_seq_cst,
-                                      std::memory_order_relaxed)) {
-      *in_flight = static_cast<int>(total + 1);
+                                      std::memory_order_seq_cst)) {
+      *in_flight = static_cast<int>(Total(word) + 1);
       return true;
     }
   }
 }
 
-Admission ConcurrencyLimiter::Reject(int p, Reason why, int64_t now_ns) {
+ABSL_ATTRIBUTE_NOINLINE Admission ConcurrencyLimiter::Reject(int p, Reason why,
+                                                             int64_t now_ns) {
   if (report_) rejected_[p][static_cast<int>(why)]->Increment();
   if (priority_hold_ns_ > 0 && p < kNumPriorities - 1 &&
       why != Reason::kPriorityPressure) {
@@ -339,7 +361,8 @@ Admission ConcurrencyLimiter::Reject(int p, Reason why, int64_t now_ns) {
       Rejection{Gate::kConcurrencyLimit, why, retry_after()});
 }
 
-Admission ConcurrencyLimiter::Admit(int p, MonotonicTime start, int in_flight) {
+ABSL_ATTRIBUTE_ALWAYS_INLINE inline Admission ConcurrencyLimiter::Admit(
+    int p, MonotonicTime start, int in_flight) {
   if (report_) {
     admitted_[p]->Increment();
     in_flight_gauge_->Set(in_flight);
@@ -433,9 +456,6 @@ void ConcurrencyLimiter::ServeWaiters() {
 void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
                                  MonotonicTime now) {
   const int p = static_cast<int>(permit.priority_);
-  // The sample first, the slot last: the limit is updated before the slot
-  // frees, and the release's read-modify-write lands right before the
-  // caller's next admission, while this core likely still owns the line.
   if (outcome != Outcome::kIgnored) {
     const std::chrono::nanoseconds rtt =
         std::chrono::duration_cast<std::chrono::nanoseconds>(now -
@@ -445,16 +465,26 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
                                  outcome == Outcome::kDropped, permit.start_,
                                  now});
     if (outcome == Outcome::kSuccess) {
-      const int64_t sample = std::max<int64_t>(1, rtt_ns);
+      const int64_t now_ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(
+              now.time_since_epoch())
+              .count();
       const int64_t old = srtt_ns_.load(std::memory_order_relaxed);
-      const int64_t next = old == 0 ? sample : old + (sample - old) / 8;
-      if (next != old) srtt_ns_.store(next, std::memory_order_relaxed);
+      if (old == 0 || now_ns - srtt_at_ns_.load(std::memory_order_relaxed) >=
+                          kSrttPeriodNs) {
+        const int64_t sample = std::max<int64_t>(1, rtt_ns);
+        srtt_ns_.store(old == 0 ? sample : old + (sample - old) / 8,
+                       std::memory_order_relaxed);
+        srtt_at_ns_.store(now_ns, std::memory_order_relaxed);
+      }
     }
     if (report_) {
       latency_[static_cast<int>(outcome)]->Observe(static_cast<double>(rtt_ns) *
                                                    1e-9);
     }
   }
+  // The sample first, the slot last: the limit is updated before the slot
+  // frees.
   // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
   const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
   if (report_) {

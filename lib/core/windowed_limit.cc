@@ -23,9 +23,10 @@ uint64_t ValueIn(uint64_t word, uint64_t tag) {
 }
 
 // Owner-side updates: a relaxed load and store, no read-modify-write.
-uint64_t Add(std::atomic<uint64_t>& w, uint64_t tag, uint64_t v) {
-  const uint64_t old = ValueIn(w.load(std::memory_order_relaxed), tag);
-  w.store(tag | std::min(kValueMask, old + v), std::memory_order_relaxed);
+// Running totals: 2^64 ns of RTT is 584 years, so they do not wrap.
+uint64_t Add(std::atomic<uint64_t>& w, uint64_t v) {
+  const uint64_t old = w.load(std::memory_order_relaxed);
+  w.store(old + v, std::memory_order_relaxed);
   return old;
 }
 // Min and max store only when the value moves. 0 means "none yet", so the
@@ -147,11 +148,11 @@ void WindowedLimit::OnSample(const LimitSample& sample) {
   Shard& s = shards_[shard];
   const uint64_t rtt = static_cast<uint64_t>(rtt_ns);
   if (sample.dropped) {
-    Add(s.drops, tag, 1);
-    Add(s.drop_sum_ns, tag, rtt);
+    Add(s.drop_sum_ns, rtt);
+    Add(s.drops, 1);
   } else {
-    const uint64_t n = Add(s.count, tag, 1);
-    Add(s.sum_ns, tag, rtt);
+    Add(s.sum_ns, rtt);
+    const uint64_t n = Add(s.count, 1);
     if (ring_ != nullptr) {
       ring_[shard * kRing + n % kRing].store(tag | std::min(kValueMask, rtt),
                                              std::memory_order_relaxed);
@@ -183,11 +184,20 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
   const uint64_t epoch = window_.epoch.load(std::memory_order_relaxed);
   const uint64_t tag = Tag(epoch);
   uint64_t count = 0, sum = 0, drops = 0, drop_sum = 0, min1 = 0, max_in = 0;
-  for (Shard& s : shards_) {
-    count += ValueIn(s.count.load(std::memory_order_relaxed), tag);
-    sum += ValueIn(s.sum_ns.load(std::memory_order_relaxed), tag);
-    drops += ValueIn(s.drops.load(std::memory_order_relaxed), tag);
-    drop_sum += ValueIn(s.drop_sum_ns.load(std::memory_order_relaxed), tag);
+  std::array<Taken, kShards> now;
+  for (int i = 0; i < kShards; ++i) {
+    Shard& s = shards_[i];
+    // A sample racing this read may be in a count and not yet in its sum
+    // (or the other way round): the window is off by that one RTT, and the
+    // next window makes up for it.
+    now[i] = {s.count.load(std::memory_order_relaxed),
+              s.sum_ns.load(std::memory_order_relaxed),
+              s.drops.load(std::memory_order_relaxed),
+              s.drop_sum_ns.load(std::memory_order_relaxed)};
+    count += now[i].count - taken_[i].count;
+    sum += now[i].sum_ns - taken_[i].sum_ns;
+    drops += now[i].drops - taken_[i].drops;
+    drop_sum += now[i].drop_sum_ns - taken_[i].drop_sum_ns;
     const uint64_t m = ValueIn(s.min_ns.load(std::memory_order_relaxed), tag);
     if (m != 0 && (min1 == 0 || m < min1)) min1 = m;
     max_in = std::max(
@@ -197,6 +207,7 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
     closing_.store(false, std::memory_order_release);  // Keep collecting.
     return;
   }
+  taken_ = now;
 
   WindowSample w;
   w.samples = static_cast<int>(std::min<uint64_t>(count + drops, INT32_MAX));
@@ -238,11 +249,8 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
       min_window_ns_, max_window_ns_);
   window_.duration_ns.store(duration, std::memory_order_relaxed);
   for (Shard& s : shards_) {
-    for (std::atomic<uint64_t>* word :
-         {&s.count, &s.sum_ns, &s.drops, &s.drop_sum_ns, &s.min_ns,
-          &s.max_in_flight}) {
-      Clear(*word, next_tag);
-    }
+    Clear(s.min_ns, next_tag);
+    Clear(s.max_in_flight, next_tag);
   }
   if (ring_ != nullptr) {
     for (int i = 0; i < kShards * kRing; ++i) Clear(ring_[i], next_tag);

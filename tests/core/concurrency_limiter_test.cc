@@ -130,6 +130,17 @@ TEST_F(LimiterTest, SuccessRecordsLatencyAndSetsTheRetryHint) {
   clock_.Advance(absl::Milliseconds(16));
   q.Success();
   EXPECT_EQ(limiter->retry_after(), absl::Milliseconds(9));
+  // At most one sample per millisecond: a write that ends 0.5 ms after the
+  // last sample leaves it; one that ends a millisecond after it counts.
+  Permit r = std::move(limiter->TryAcquire()).permit();
+  clock_.Advance(absl::Microseconds(500));
+  r.Success();
+  EXPECT_EQ(limiter->retry_after(), absl::Milliseconds(9));
+  Permit t = std::move(limiter->TryAcquire()).permit();
+  clock_.Advance(absl::Microseconds(500));
+  t.Success();
+  // 9 ms + (0.5 ms - 9 ms) / 8 = 7.9375 ms.
+  EXPECT_EQ(limiter->retry_after(), absl::Microseconds(7937.5));
 }
 
 TEST_F(LimiterTest, DroppedIsACongestionSignalIgnoreIsNoSignal) {
@@ -227,6 +238,33 @@ TEST_F(LimiterTest, GuaranteedShareIsAvailableAtOnceUnderSaturation) {
                     false),
             1);
   EXPECT_EQ(Counter({"orders", "concurrency_limit", "critical"}, true), 2);
+}
+
+// Limits above the precomputed share table (4096) compute the shares per
+// admission; the semantics are the same.
+TEST_F(LimiterTest, SharesHoldAboveThePrecomputedTable) {
+  auto limiter = Make(Fixed(5000), ConcurrencyLimiterOptions().partitions);
+  EXPECT_EQ(limiter->reserved(Priority::kCritical, 5000), 1000);
+  EXPECT_EQ(limiter->reserved(Priority::kNormal, 5000), 500);
+  EXPECT_EQ(limiter->cap(Priority::kBatch, 5000), 2500);
+  std::vector<Permit> held;
+  held.reserve(5000);
+  auto take = [&](Priority p, int n) {
+    for (int i = 0; i < n; ++i) {
+      Admission a = limiter->TryAcquire(p);
+      if (!a.ok()) return i;
+      held.push_back(std::move(a).permit());
+    }
+    return n;
+  };
+  EXPECT_EQ(take(Priority::kBatch, 3000), 2500);  // Its cap.
+  // Normal: the limit less critical's reserved 1000 and batch's 2500.
+  EXPECT_EQ(take(Priority::kNormal, 3000), 1500);
+  Admission normal = limiter->TryAcquire(Priority::kNormal);
+  ASSERT_FALSE(normal.ok());
+  EXPECT_EQ(normal.rejection().reason, Reason::kLimitReached);
+  EXPECT_EQ(take(Priority::kCritical, 3000), 1000);  // Its reserved share.
+  EXPECT_EQ(limiter->in_flight(), 5000);
 }
 
 TEST_F(LimiterTest, UnreservedCapacityIsBorrowableByAnyPartition) {

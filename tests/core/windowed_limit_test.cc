@@ -229,6 +229,33 @@ TEST(WindowedLimitTest, ConcurrentClosingNeverDoubleCounts) {
   EXPECT_LE(counted, kThreads * kPerThread);
   EXPECT_GT(counted, 0);
   EXPECT_EQ(limit->windows_closed(), static_cast<int64_t>(windows.size()));
+  // A sample that raced a close counts in the next window: one more window
+  // takes every one left, so nothing was lost either (the threads have
+  // shards of their own).
+  limit->OnSample(Sample(milliseconds(kPerThread + 10000), milliseconds(1)));
+  counted = 0;
+  for (const WindowSample& w : windows) counted += w.samples;
+  EXPECT_EQ(counted, kThreads * kPerThread + 1);
+}
+
+TEST(WindowedLimitTest, EachWindowAggregatesOnlyItsOwnSamples) {
+  std::vector<WindowSample> windows;
+  auto limit =
+      Make(&windows, {.min_window = absl::Milliseconds(100), .min_samples = 1});
+  limit->OnSample(Sample(milliseconds(0), milliseconds(10), 4));  // Opens.
+  limit->OnSample(Sample(milliseconds(50), milliseconds(30), 6, true));
+  limit->OnSample(Sample(milliseconds(100), milliseconds(20), 2));  // #1.
+  limit->OnSample(Sample(milliseconds(150), milliseconds(3), 1));
+  limit->OnSample(Sample(milliseconds(200), milliseconds(5), 3));  // #2.
+  ASSERT_EQ(windows.size(), 2u);
+  EXPECT_EQ(windows[0].samples, 3);
+  EXPECT_EQ(windows[0].dropped, 1);
+  EXPECT_EQ(windows[0].rtt, milliseconds(15));  // (10 + 20) / 2.
+  EXPECT_EQ(windows[1].samples, 2);
+  EXPECT_EQ(windows[1].dropped, 0);
+  EXPECT_EQ(windows[1].rtt, milliseconds(4));  // (3 + 5) / 2.
+  EXPECT_EQ(windows[1].min_rtt, milliseconds(3));
+  EXPECT_EQ(windows[1].max_in_flight, 3);
 }
 
 TEST(WindowedLimitTest, InvalidOptionsNameTheField) {

@@ -7,11 +7,12 @@
 // until a slot frees or their deadline passes.
 //
 //   auto limiter = spillway::ConcurrencyLimiter::Create({.name = "orders"});
-//   spillway::Admission a =
-//   (*limiter)->TryAcquire(spillway::Priority::kNormal); if (!a.ok()) return
-//   Unavailable(a.rejection().ToString()); spillway::Permit permit =
-//   std::move(a).permit(); Status s = WriteOrder(...); if (s.ok())
-//   permit.Success(); else if (IsOverload(s)) permit.Dropped();
+//   spillway::Admission a = (*limiter)->TryAcquire();
+//   if (!a.ok()) return Unavailable(a.rejection().ToString());
+//   spillway::Permit permit = std::move(a).permit();
+//   Status s = WriteOrder(...);
+//   if (s.ok()) permit.Success();
+//   else if (IsOverload(s)) permit.Dropped();
 //   // else: the destructor calls Ignore().
 //
 // Outcomes: `Success()` feeds the write's latency to the limit algorithm;
@@ -307,10 +308,10 @@ class ConcurrencyLimiter {
   };
   // Computes the shares at `limit` (the header comment's formulas).
   Shares ComputeShares(int64_t limit) const;
-  // Whether `word` (in-flight counts) admits one more write of `p` at
-  // `limit` with shares `shares`; if not, sets `why`.
-  bool Admissible(int p, uint64_t word, int64_t limit, const Shares& shares,
-                  int64_t now_ns, Reason* why) const;
+  // Whether `word` (in-flight counts, `total` in all) admits one more
+  // write of `p` at `limit` with shares `shares`; if not, sets `why`.
+  bool Admissible(int p, uint64_t word, int64_t total, int64_t limit,
+                  const Shares& shares, int64_t now_ns, Reason* why) const;
   // One compare-exchange admission attempt loop for `p`, ignoring waiters.
   // On success returns true and the total in flight after admission.
   bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
@@ -362,11 +363,13 @@ class ConcurrencyLimiter {
   // Waiters per priority, 21 bits each. Read on every admission (rarely
   // written), so a cache line of its own.
   alignas(128) std::atomic<uint64_t> waiting_{0};
-  // Per priority, the clock time (ns) until which lower priorities may not
-  // borrow. Written on refusals, and only when it moves by more than an
-  // eighth of priority_hold, so the line stays mostly shared.
-  alignas(128)
-      std::array<std::atomic<int64_t>, kNumPriorities> pressure_until_ns_{};
+  // Per priority, the clock time (ns) until which it may not borrow,
+  // because a higher priority was refused: one load per borrowing
+  // admission. A refusal of p writes the entries of the priorities below
+  // p, and only when one moves by more than an eighth of priority_hold, so
+  // the line stays mostly shared.
+  alignas(
+      128) std::array<std::atomic<int64_t>, kNumPriorities> hold_until_ns_{};
   // Last limit reported to the gauge, to set it only on change.
   std::atomic<int> reported_limit_{-1};
 

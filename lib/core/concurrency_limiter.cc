@@ -19,14 +19,16 @@ namespace {
 constexpr int kBits = 21;
 constexpr uint64_t kMask = (uint64_t{1} << kBits) - 1;
 constexpr int64_t kPpm = 1000000;
-static_assert(kNumPriorities * kBits <= 64);
+static_assert(kNumPriorities == 3 && kNumPriorities * kBits < 64);
 static_assert(kMaxConcurrencyLimit == static_cast<int>(kMask));
 
 constexpr int64_t Count(uint64_t word, int p) {
   return static_cast<int64_t>((word >> (kBits * p)) & kMask);
 }
 constexpr int64_t Total(uint64_t word) {
-  return Count(word, 0) + Count(word, 1) + Count(word, 2);
+  // The top count needs no mask: 3 * 21 = 63 bits, bit 63 stays clear.
+  return Count(word, 0) + Count(word, 1) +
+         static_cast<int64_t>(word >> (2 * kBits));
 }
 constexpr uint64_t One(int p) { return uint64_t{1} << (kBits * p); }
 // The bits of priorities 0..p: the same or a higher priority than p.
@@ -285,9 +287,8 @@ int64_t ConcurrencyLimiter::NowNs() const {
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::Admissible(
-    int p, uint64_t word, int64_t limit, const Shares& shares, int64_t now_ns,
-    Reason* why) const {
-  const int64_t total = Total(word);
+    int p, uint64_t word, int64_t total, int64_t limit, const Shares& shares,
+    int64_t now_ns, Reason* why) const {
   const int64_t mine = Count(word, p);
   if (total >= limit) {
     // Also covers a limit lowered below what is in flight: reserved slots
@@ -302,11 +303,10 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::Admissible(
     *why = Reason::kPartitionLimit;
     return false;
   }
-  for (int q = 0; q < p; ++q) {
-    if (pressure_until_ns_[q].load(std::memory_order_relaxed) > now_ns) {
-      *why = Reason::kPriorityPressure;  // Freed capacity goes to q.
-      return false;
-    }
+  if (hold_until_ns_[p].load(std::memory_order_relaxed) > now_ns) {
+    // A higher priority was refused moments ago: freed capacity goes to it.
+    *why = Reason::kPriorityPressure;
+    return false;
   }
   // occupied <= total + reserved_sum: most often that settles it.
   if (total + shares.reserved_sum < limit) return true;
@@ -335,11 +335,12 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
   // releaser's fetch-sub and load of waiting_ (see Acquire).
   uint64_t word = counts_.load(std::memory_order_seq_cst);
   for (;;) {
-    if (!Admissible(p, word, limit, *shares, now_ns, why)) return false;
+    const int64_t total = Total(word);
+    if (!Admissible(p, word, total, limit, *shares, now_ns, why)) return false;
     if (counts_.compare_exchange_weak(word, word + One(p),
                                       std::memory_order_seq_cst,
                                       std::memory_order_seq_cst)) {
-      *in_flight = static_cast<int>(Total(word) + 1);
+      *in_flight = static_cast<int>(total + 1);
       return true;
     }
   }
@@ -351,10 +352,12 @@ ABSL_ATTRIBUTE_NOINLINE Admission ConcurrencyLimiter::Reject(int p, Reason why,
   if (priority_hold_ns_ > 0 && p < kNumPriorities - 1 &&
       why != Reason::kPriorityPressure) {
     const int64_t until = now_ns + priority_hold_ns_;
-    std::atomic<int64_t>& pressure = pressure_until_ns_[p];
-    if (until - pressure.load(std::memory_order_relaxed) >
-        priority_hold_ns_ / 8) {
-      pressure.store(until, std::memory_order_relaxed);
+    for (int lower = p + 1; lower < kNumPriorities; ++lower) {
+      std::atomic<int64_t>& hold = hold_until_ns_[lower];
+      if (until - hold.load(std::memory_order_relaxed) >
+          priority_hold_ns_ / 8) {
+        hold.store(until, std::memory_order_relaxed);
+      }
     }
   }
   return Admission::Rejected(

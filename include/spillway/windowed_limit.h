@@ -26,18 +26,18 @@
 // limiter never passes rejected or ignored writes. Samples faster than
 // `min_rtt_threshold` are ignored (cache hits say nothing of the database).
 //
-// Locking: a sample is a few relaxed loads and stores into the calling
-// thread's shard — one of 16 per-thread accumulators, each on its own cache
-// line: running totals of count and RTT, and the window's smallest RTT and
-// largest in-flight count tagged with the window's epoch. No
-// read-modify-write, so releasing threads do not contend. Closing takes a
-// flag with one exchange; the closer takes each shard's totals since the
-// last close, moves the epoch on and calls the algorithm. A sample that
-// races the close of its window (its store lands after the closer read its
-// shard) counts in the next window, except for its minimum RTT and
-// in-flight count; two threads that share a shard and update it at the
-// same instant lose one sample. Nothing is counted twice. Percentile
-// aggregation keeps the last 64 RTTs of each shard.
+// Locking: a sample updates the calling thread's shard — one of 16
+// per-thread accumulators, each on its own cache line: running totals of
+// count and RTT (relaxed fetch-adds on a line no other core touches, so
+// they do not contend) and the window's smallest RTT and largest in-flight
+// count, tagged with the window's epoch (a relaxed load, and a store only
+// when the value moves). Closing takes a flag with one exchange; the
+// closer takes each shard's totals since the last close, moves the epoch
+// on and calls the algorithm. A sample that races the close of its window
+// (its update lands after the closer read its shard) counts in the next
+// window, except for its minimum RTT and in-flight count. Nothing is lost
+// or counted twice, with more threads than shards too (they then share
+// shards). Percentile aggregation keeps the last 64 RTTs of each shard.
 //
 // Thread safety: all methods are thread-safe; OnSample is lock-free.
 
@@ -123,11 +123,11 @@ class WindowedLimit final : public Limit {
   static constexpr int kShards = 16;
   static constexpr int kRing = 64;
 
-  // One thread's accumulator, written with relaxed loads and stores by its
-  // owner thread(s), read by the closer. The counts and sums are running
-  // totals, never reset: a window's share is the difference from what the
-  // closer read at the previous close (`taken_`), so a sample costs two
-  // plain adds and no epoch check. The smallest RTT and the largest
+  // One thread's accumulator, written by its owner thread(s), read by the
+  // closer. The counts and sums are running totals, never reset: a
+  // window's share is the difference from what the closer read at the
+  // previous close (`taken_`), so a sample costs two fetch-adds and no
+  // epoch check. The smallest RTT and the largest
   // in-flight count are per window: those words hold the window epoch in
   // their top 16 bits and the value in the low 48, and a word from another
   // epoch reads as zero.

@@ -1,5 +1,6 @@
 #include "spillway/windowed_limit.h"
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -236,6 +237,54 @@ TEST(WindowedLimitTest, ConcurrentClosingNeverDoubleCounts) {
   counted = 0;
   for (const WindowSample& w : windows) counted += w.samples;
   EXPECT_EQ(counted, kThreads * kPerThread + 1);
+}
+
+// More threads than shards (16): threads then share shards. Threads get
+// shard numbers in the order of their first sample, so the first and the
+// seventeenth thread here share one; they run at once on two cores while
+// windows close under them. Every sample is counted once, in some window,
+// and every window is sane.
+TEST(WindowedLimitTest, ThreadsSharingAShardLoseNothing) {
+  std::vector<WindowSample> windows;
+  auto limit =
+      Make(&windows, {.min_window = absl::Milliseconds(1), .min_samples = 1});
+  limit->OnSample(Sample(milliseconds(0), milliseconds(4)));  // Opens.
+  constexpr int kPerThread = 400000;
+  std::atomic<int> numbered{0};
+  std::atomic<bool> go{false};
+  auto hammer = [&](int t) {
+    limit->OnSample(Sample(milliseconds(0), milliseconds(4)));  // Numbered.
+    numbered.fetch_add(1);
+    while (!go.load()) std::this_thread::yield();
+    for (int i = 1; i < kPerThread; ++i) {
+      limit->OnSample(Sample(milliseconds(i / 100),
+                             milliseconds(2 + (i + t) % 5), 1, i % 7 == 0));
+    }
+  };
+  std::thread first(hammer, 0);
+  while (numbered.load() < 1) std::this_thread::yield();
+  // Fifteen threads take the next shard numbers, one after another.
+  for (int i = 0; i < 15; ++i) {
+    std::thread([&] {
+      limit->OnSample(Sample(milliseconds(0), milliseconds(4)));
+    }).join();
+  }
+  std::thread seventeenth(hammer, 1);
+  go.store(true);
+  first.join();
+  seventeenth.join();
+  // One more window takes whatever raced the last close.
+  limit->OnSample(Sample(milliseconds(kPerThread), milliseconds(4)));
+  int64_t counted = 0;
+  for (const WindowSample& w : windows) {
+    ASSERT_GE(w.samples, 1);
+    ASSERT_LE(w.dropped, w.samples);
+    ASSERT_GE(w.rtt, milliseconds(2));
+    ASSERT_LE(w.rtt, milliseconds(6));
+    counted += w.samples;
+  }
+  // The opening sample, 15 + 2 numbering ones, the threads' loops, the last.
+  EXPECT_EQ(counted, 2 * int64_t{kPerThread} + 17);
 }
 
 TEST(WindowedLimitTest, EachWindowAggregatesOnlyItsOwnSamples) {

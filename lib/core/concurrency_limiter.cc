@@ -326,7 +326,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
   const int64_t limit = limit_->current();
   Shares computed;
   const Shares* shares = &computed;
-  if (ABSL_PREDICT_TRUE(limit < shares_size_)) {
+  // Unsigned: a limit below zero (a faulty Limit) computes, never indexes.
+  if (ABSL_PREDICT_TRUE(static_cast<uint64_t>(limit) <
+                        static_cast<uint64_t>(shares_size_))) {
     shares = &shares_[limit];
   } else {
     computed = ComputeShares(limit);

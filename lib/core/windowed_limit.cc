@@ -190,9 +190,6 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
   // A sample racing this read may be in a count and not yet in its sum (or
   // the other way round): the window is off by that one RTT, and the next
   // window makes up for it.
-  // A sample racing this read may be in a count and not yet in its sum (or
-  // the other way round): the window is off by that one RTT, and the next
-  // window makes up for it.
   std::array<Taken, kShards> now;
   for (int i = 0; i < kShards; ++i) {
     Shard& s = shards_[i];

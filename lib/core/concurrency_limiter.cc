@@ -31,6 +31,13 @@ constexpr int64_t Total(uint64_t word) {
          static_cast<int64_t>(word >> (2 * kBits));
 }
 constexpr uint64_t One(int p) { return uint64_t{1} << (kBits * p); }
+// Nanoseconds since the clock's epoch: the unit of the hold and the retry
+// hint's sample time.
+int64_t Nanos(MonotonicTime t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             t.time_since_epoch())
+      .count();
+}
 // The bits of priorities 0..p: the same or a higher priority than p.
 constexpr uint64_t AtLeast(int p) {
   return (uint64_t{1} << (kBits * (p + 1))) - 1;
@@ -280,11 +287,7 @@ int ConcurrencyLimiter::cap(Priority priority, int limit) const {
   return ComputeShares(limit).cap[static_cast<int>(priority)];
 }
 
-int64_t ConcurrencyLimiter::NowNs() const {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             clock_.Now().time_since_epoch())
-      .count();
-}
+int64_t ConcurrencyLimiter::NowNs() const { return Nanos(clock_.Now()); }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::Admissible(
     int p, uint64_t word, int64_t total, int64_t limit, const Shares& shares,
@@ -379,9 +382,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline Admission ConcurrencyLimiter::Admit(
 Admission ConcurrencyLimiter::TryAcquire(Priority priority) {
   const int p = static_cast<int>(priority);
   const MonotonicTime now = clock_.Now();
-  const int64_t now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                             now.time_since_epoch())
-                             .count();
+  const int64_t now_ns = Nanos(now);
   if ((waiting_.load(std::memory_order_relaxed) & AtLeast(p)) != 0) {
     // Someone of the same or a higher priority waits: do not overtake.
     return Reject(p, Reason::kLimitReached, now_ns);
@@ -470,10 +471,7 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
                                  outcome == Outcome::kDropped, permit.start_,
                                  now});
     if (outcome == Outcome::kSuccess) {
-      const int64_t now_ns =
-          std::chrono::duration_cast<std::chrono::nanoseconds>(
-              now.time_since_epoch())
-              .count();
+      const int64_t now_ns = Nanos(now);
       const int64_t old = srtt_ns_.load(std::memory_order_relaxed);
       if (old == 0 || now_ns - srtt_at_ns_.load(std::memory_order_relaxed) >=
                           kSrttPeriodNs) {

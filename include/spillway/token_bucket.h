@@ -47,7 +47,10 @@
 // and burst to `spillway_bucket_rate` and `spillway_bucket_burst`.
 //
 // Locking: consuming is a compare-exchange loop on `zero_time`; it never
-// takes a lock, allocates or makes a system call. `SetRate` takes a mutex
+// takes a lock, allocates or makes a system call. A thread whose
+// compare-exchange loses to another core's pauses before it retries (about
+// 10 us, see ConcurrencyLimiter), so the winner keeps the cache line for a
+// streak of consumes instead of the two cores trading it on every one. `SetRate` takes a mutex
 // that only other `SetRate` calls (and the `rate()`/`burst()` getters) use.
 //
 // Thread safety: all methods are thread-safe. `TryConsume`,

@@ -26,18 +26,20 @@
 // limiter never passes rejected or ignored writes. Samples faster than
 // `min_rtt_threshold` are ignored (cache hits say nothing of the database).
 //
-// Locking: a sample updates the calling thread's shard — one of 16
-// per-thread accumulators, each on its own cache line: running totals of
-// count and RTT (relaxed fetch-adds on a line no other core touches, so
-// they do not contend) and the window's smallest RTT and largest in-flight
-// count, tagged with the window's epoch (a relaxed load, and a store only
-// when the value moves). Closing takes a flag with one exchange; the
-// closer takes each shard's totals since the last close, moves the epoch
-// on and calls the algorithm. A sample that races the close of its window
-// (its update lands after the closer read its shard) counts in the next
-// window, except for its minimum RTT and in-flight count. Nothing is lost
-// or counted twice, with more threads than shards too (they then share
-// shards). Percentile aggregation keeps the last 64 RTTs of each shard.
+// Locking: a sample updates the calling thread's shard — a per-thread
+// accumulator on its own cache line: running totals of count and RTT and
+// the window's smallest RTT and largest in-flight count, tagged with the
+// window's epoch. The first 32 threads alive at once each own a shard
+// outright: their running totals are a relaxed load and store (no
+// lock-prefixed instruction on the sample path); threads beyond them share
+// 8 more shards and fetch-add. The minimum and maximum take a
+// compare-exchange only when the value moves. Closing takes a flag with
+// one exchange; the closer takes each shard's totals since the last close,
+// moves the epoch on and calls the algorithm. A sample that races the
+// close of its window (its update lands after the closer read its shard)
+// counts in the next window, except for its minimum RTT and in-flight
+// count. Nothing is lost or counted twice, whatever the number of threads.
+// Percentile aggregation keeps the last 64 RTTs of each shard.
 //
 // Thread safety: all methods are thread-safe; OnSample is lock-free.
 
@@ -119,15 +121,19 @@ class WindowedLimit final : public Limit {
     return windows_closed_.load(std::memory_order_relaxed);
   }
 
+  // One shard per thread slot (lib/core/shard.h: 32 exclusive, 8 shared).
+  static constexpr int kShards = 40;
+
  private:
-  static constexpr int kShards = 16;
   static constexpr int kRing = 64;
 
-  // One thread's accumulator, written by its owner thread(s), read by the
-  // closer. The counts and sums are running totals, never reset: a
+  // One thread's accumulator, written by its owner thread (or, past the
+  // exclusive slots of lib/core/shard.h, by the threads sharing it), read
+  // by the closer. The counts and sums are running totals, never reset: a
   // window's share is the difference from what the closer read at the
-  // previous close (`taken_`), so a sample costs two fetch-adds and no
-  // epoch check. The smallest RTT and the largest
+  // previous close (`taken_`), so a sample costs two plain stores (two
+  // fetch-adds on a shared shard) and no epoch check. The smallest RTT and
+  // the largest
   // in-flight count are per window: those words hold the window epoch in
   // their top 16 bits and the value in the low 48, and a word from another
   // epoch reads as zero.

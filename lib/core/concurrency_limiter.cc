@@ -9,6 +9,7 @@
 #include "absl/base/attributes.h"
 #include "absl/base/optimization.h"
 #include "absl/strings/str_format.h"
+#include "core/backoff.h"
 #include "core/mutex.h"
 #include "spillway/knee_limit.h"
 
@@ -339,6 +340,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
   // seq_cst, the load and the compare-exchange: they pair with the
   // releaser's fetch-sub and load of waiting_ (see Acquire).
   uint64_t word = counts_.load(std::memory_order_seq_cst);
+  internal::Backoff backoff;
   for (;;) {
     const int64_t total = Total(word);
     if (!Admissible(p, word, total, limit, *shares, now_ns, why)) return false;
@@ -348,6 +350,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
       *in_flight = static_cast<int>(total + 1);
       return true;
     }
+    // Another core won the line: let it run a streak, then re-read.
+    backoff.Pause();
+    word = counts_.load(std::memory_order_seq_cst);
   }
 }
 
@@ -489,7 +494,16 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
   // The sample first, the slot last: the limit is updated before the slot
   // frees.
   // seq_cst: pairs with the waiter's increment of waiting_ (see Acquire).
-  const uint64_t before = counts_.fetch_sub(One(p), std::memory_order_seq_cst);
+  uint64_t before = counts_.load(std::memory_order_seq_cst);
+  {
+    internal::Backoff backoff;
+    while (!counts_.compare_exchange_weak(before, before - One(p),
+                                          std::memory_order_seq_cst,
+                                          std::memory_order_seq_cst)) {
+      backoff.Pause();
+      before = counts_.load(std::memory_order_seq_cst);
+    }
+  }
   if (report_) {
     outcomes_[static_cast<int>(outcome)]->Increment();
     in_flight_gauge_->Set(static_cast<double>(Total(before) - 1));

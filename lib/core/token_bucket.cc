@@ -6,6 +6,7 @@
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_format.h"
+#include "core/backoff.h"
 #include "spillway/rejection.h"
 
 namespace spillway {
@@ -192,6 +193,7 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
     const int64_t need = Need(n, params);
     const int64_t full_next = now - params.burst_units + need;
     int64_t zero_time = state_.zero_time.load(std::memory_order_acquire);
+    internal::Backoff backoff;
     for (;;) {
       // The seqlock check: zero_time (read above, or by a failed
       // compare-exchange) belongs to generation `gen`.
@@ -211,12 +213,16 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
         if (report_) admitted_->Increment();
         return true;
       }
+      // Another core won the line: let it run a streak, then re-read.
+      backoff.Pause();
+      zero_time = state_.zero_time.load(std::memory_order_acquire);
     }
   }
 }
 
 std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
   const int64_t now = Units(clock_.Now());
+  internal::Backoff backoff;
   for (;;) {
     Snapshot snap = ReadStable();
     const Params& params = snap.params;
@@ -237,11 +243,13 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
       if (next <= now) return absl::ZeroDuration();
       return CeilNanoseconds(next - now, kUnitsPerNanosecond);
     }
+    backoff.Pause();
   }
 }
 
 void TokenBucket::Return(double n) {
   const int64_t now = Units(clock_.Now());
+  internal::Backoff backoff;
   for (;;) {
     Snapshot snap = ReadStable();
     const Params& params = snap.params;
@@ -254,6 +262,7 @@ void TokenBucket::Return(double n) {
                                                std::memory_order_relaxed)) {
       return;
     }
+    backoff.Pause();
   }
 }
 

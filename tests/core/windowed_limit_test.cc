@@ -9,6 +9,8 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "lib/core/shard.h"
+#include "tests/common/slot_holder.h"
 
 namespace spillway {
 namespace {
@@ -239,40 +241,51 @@ TEST(WindowedLimitTest, ConcurrentClosingNeverDoubleCounts) {
   EXPECT_EQ(counted, kThreads * kPerThread + 1);
 }
 
-// More threads than shards (16): threads then share shards. Threads get
-// shard numbers in the order of their first sample, so the first and the
-// seventeenth thread here share one; they run at once on two cores while
-// windows close under them. Every sample is counted once, in some window,
-// and every window is sane.
-TEST(WindowedLimitTest, ThreadsSharingAShardLoseNothing) {
+// Threads with an exclusive slot write their shard with plain stores;
+// threads beyond the exclusive slots share shards and fetch-add. Here an
+// exclusive owner and two threads on one shared shard run at once (on two
+// cores) while windows close under them. Every sample is counted once, in
+// some window, and every window is sane.
+TEST(WindowedLimitTest, OwnersAndThreadsSharingAShardLoseNothing) {
   std::vector<WindowSample> windows;
   auto limit =
       Make(&windows, {.min_window = absl::Milliseconds(1), .min_samples = 1});
   limit->OnSample(Sample(milliseconds(0), milliseconds(4)));  // Opens.
   constexpr int kPerThread = 400000;
-  std::atomic<int> numbered{0};
   std::atomic<bool> go{false};
-  auto hammer = [&](int t) {
-    limit->OnSample(Sample(milliseconds(0), milliseconds(4)));  // Numbered.
-    numbered.fetch_add(1);
-    while (!go.load()) std::this_thread::yield();
-    for (int i = 1; i < kPerThread; ++i) {
-      limit->OnSample(Sample(milliseconds(i / 100),
-                             milliseconds(2 + (i + t) % 5), 1, i % 7 == 0));
-    }
+  // Starts a thread that takes its slot, stores it in *slot, waits for `go`
+  // and samples.
+  auto start = [&](int t, std::atomic<int>* slot) {
+    return std::thread([&, t, slot] {
+      slot->store(internal::ThreadSlot());
+      while (!go.load()) std::this_thread::yield();
+      for (int i = 1; i < kPerThread; ++i) {
+        limit->OnSample(Sample(milliseconds(i / 100),
+                               milliseconds(2 + (i + t) % 5), 1, i % 7 == 0));
+      }
+    });
   };
-  std::thread first(hammer, 0);
-  while (numbered.load() < 1) std::this_thread::yield();
-  // Fifteen threads take the next shard numbers, one after another.
-  for (int i = 0; i < 15; ++i) {
-    std::thread([&] {
-      limit->OnSample(Sample(milliseconds(0), milliseconds(4)));
-    }).join();
+  auto wait_for = [](std::atomic<int>& slot) {
+    while (slot.load() < 0) std::this_thread::yield();
+    return slot.load();
+  };
+  std::atomic<int> owner_slot{-1}, first_slot{-1}, second_slot{-1};
+  std::thread owner = start(0, &owner_slot);
+  ASSERT_TRUE(internal::IsExclusiveSlot(wait_for(owner_slot)));
+  const auto holders = test::HoldAllExclusiveSlots();
+  std::thread first = start(1, &first_slot);
+  ASSERT_FALSE(internal::IsExclusiveSlot(wait_for(first_slot)));
+  // Shared slots go round-robin: the seven after `first`'s, then its own.
+  for (int i = 0; i < internal::kSharedSlots - 1; ++i) {
+    test::SlotHolder spacer;
+    ASSERT_NE(spacer.slot(), first_slot.load());
   }
-  std::thread seventeenth(hammer, 1);
+  std::thread second = start(2, &second_slot);
+  ASSERT_EQ(wait_for(second_slot), first_slot.load());
   go.store(true);
+  owner.join();
   first.join();
-  seventeenth.join();
+  second.join();
   // One more window takes whatever raced the last close.
   limit->OnSample(Sample(milliseconds(kPerThread), milliseconds(4)));
   int64_t counted = 0;
@@ -283,8 +296,8 @@ TEST(WindowedLimitTest, ThreadsSharingAShardLoseNothing) {
     ASSERT_LE(w.rtt, milliseconds(6));
     counted += w.samples;
   }
-  // The opening sample, 15 + 2 numbering ones, the threads' loops, the last.
-  EXPECT_EQ(counted, 2 * int64_t{kPerThread} + 17);
+  // The opening sample, the threads' loops, the last.
+  EXPECT_EQ(counted, 3 * int64_t{kPerThread - 1} + 2);
 }
 
 TEST(WindowedLimitTest, EachWindowAggregatesOnlyItsOwnSamples) {

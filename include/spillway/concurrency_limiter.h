@@ -65,8 +65,8 @@
 // Locking: `TryAcquire` and the release of a permit are lock-free (one
 // compare-exchange to admit, one to release) and allocation-free, and make
 // no system call (the steady clock is read through the vDSO). A thread
-// whose compare-exchange loses to another core's pauses (1024 pause
-// instructions, about 10 us; doubling on further losses, at most 4096)
+// whose compare-exchange loses to another core's pauses (2048 pause
+// instructions, about 20 us; doubling on further losses, at most 8192)
 // before it retries, so the winner runs on a cache line it keeps: at two
 // threads hammering one limiter that is more than twice a mutex's
 // throughput, where retrying at once was slower than the mutex. Only

@@ -49,9 +49,10 @@
 // Locking: consuming is a compare-exchange loop on `zero_time`; it never
 // takes a lock, allocates or makes a system call. A thread whose
 // compare-exchange loses to another core's pauses before it retries (about
-// 10 us, see ConcurrencyLimiter), so the winner keeps the cache line for a
-// streak of consumes instead of the two cores trading it on every one. `SetRate` takes a mutex
-// that only other `SetRate` calls (and the `rate()`/`burst()` getters) use.
+// 20 us, see ConcurrencyLimiter), so the winner keeps the cache line for a
+// streak of consumes instead of the two cores trading it on every one.
+// `SetRate` takes a mutex that only other `SetRate` calls (and the
+// `rate()`/`burst()` getters) use.
 //
 // Thread safety: all methods are thread-safe. `TryConsume`,
 // `ConsumeWithBorrow`, `Return` and `Available` are lock-free and

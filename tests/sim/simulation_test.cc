@@ -325,11 +325,13 @@ TEST(SpillwayDefaultTest, ShedsBeforeTheCascade) {
   // After the balancer is fixed: back within 10 s.
   EXPECT_LE(row("recovery").converge_s, 10.0);
   // Priorities: the goal is 100% of critical demand; with seed 1 it serves
-  // 99.4% (96.6% to 99.8% over seeds 1-3): a few critical writes still fail
-  // all four attempts on instances whose limit is 1 or 2. Pinned here.
+  // 99.9% (99.7% to 99.9% over seeds 1-3): a few critical writes still fail
+  // all four attempts, refused on instances whose limit fell to 1 or 2 and
+  // is filled by critical writes (or, at limit 1, by the one batch write
+  // its cap allows). Pinned here.
   for (const ScenarioMetrics& m : report->rows) {
     if (m.contender == "spillway:critical") {
-      EXPECT_GE(m.goodput_pct, 99.0);
+      EXPECT_GE(m.goodput_pct, 99.5);
     }
   }
 }

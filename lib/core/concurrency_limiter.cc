@@ -338,7 +338,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
     computed = ComputeShares(limit);
   }
   // seq_cst, the load and the compare-exchange: they pair with the
-  // releaser's fetch-sub and load of waiting_ (see Acquire).
+  // releaser's compare-exchange and load of waiting_ (see Acquire).
   uint64_t word = counts_.load(std::memory_order_seq_cst);
   internal::Backoff backoff;
   for (;;) {

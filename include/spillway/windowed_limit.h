@@ -31,8 +31,10 @@
 // the window's smallest RTT and largest in-flight count, tagged with the
 // window's epoch. The first 32 threads alive at once each own a shard
 // outright: their running totals are a relaxed load and store (no
-// lock-prefixed instruction on the sample path); threads beyond them share
-// 8 more shards and fetch-add. The minimum and maximum take a
+// lock-prefixed instruction on the sample path; a thread's first sample
+// claims its shard, which registers the release at thread exit with the C++
+// runtime, one small allocation per thread); threads beyond them share 8
+// more shards and fetch-add. The minimum and maximum take a
 // compare-exchange only when the value moves. Closing takes a flag with
 // one exchange; the closer takes each shard's totals since the last close,
 // moves the epoch on and calls the algorithm. A sample that races the

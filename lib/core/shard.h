@@ -9,13 +9,15 @@
 // call it each hold a different slot in [0, kThreadSlots) until they exit,
 // so a shard indexed by an exclusive slot has exactly one writer and can be
 // updated with a plain load and store: no lock-prefixed instruction, which
-// costs about 4 ns a sample on this project's benchmark machine
-// (WindowedLimit). A thread that finds every slot taken gets a shared slot in
-// [kThreadSlots, kThreadSlots + kSharedSlots), round-robin; several threads
-// write those, so they take read-modify-write atomics. A slot returns to
-// the pool when its thread exits; the release and the next claim are
+// costs about 4 ns each on this project's benchmark machine
+// (WindowedLimit: 8 ns a sample). A thread that finds every slot taken gets a
+// shared slot in [kThreadSlots, kThreadSlots + kSharedSlots), round-robin;
+// several threads write those, so they take read-modify-write atomics. A slot
+// returns to the pool when its thread exits; the release and the next claim are
 // release/acquire on the pool's word, so a new owner sees its predecessor's
-// last writes.
+// last writes. The claim happens once per thread, on its first call: it
+// registers the release with the C++ runtime (__cxa_thread_atexit, one small
+// calloc in glibc); every later call is one thread-local load.
 //
 // Both are inline: they are on the hot path of every sample, where a call
 // into another file cost 7 ns a release.

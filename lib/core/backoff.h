@@ -23,9 +23,11 @@
 // sleeps), and it is only paid on a collision: an uncontended loop never
 // fails and never pauses.
 //
-// Usage:
+// Usage (with compare_exchange_strong: a weak one may fail spuriously on
+// load-linked/store-conditional machines such as ARM, and would then pause
+// where nobody contended):
 //   Backoff backoff;
-//   while (!word.compare_exchange_weak(v, f(v))) backoff.Pause();
+//   while (!word.compare_exchange_strong(v, f(v))) backoff.Pause();
 //
 // Thread safety: one Backoff per loop, on the looping thread's stack.
 

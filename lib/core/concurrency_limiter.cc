@@ -344,9 +344,9 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline bool ConcurrencyLimiter::TryAdmit(
   for (;;) {
     const int64_t total = Total(word);
     if (!Admissible(p, word, total, limit, *shares, now_ns, why)) return false;
-    if (counts_.compare_exchange_weak(word, word + One(p),
-                                      std::memory_order_seq_cst,
-                                      std::memory_order_seq_cst)) {
+    if (counts_.compare_exchange_strong(word, word + One(p),
+                                        std::memory_order_seq_cst,
+                                        std::memory_order_seq_cst)) {
       *in_flight = static_cast<int>(total + 1);
       return true;
     }
@@ -497,9 +497,9 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
   uint64_t before = counts_.load(std::memory_order_seq_cst);
   {
     internal::Backoff backoff;
-    while (!counts_.compare_exchange_weak(before, before - One(p),
-                                          std::memory_order_seq_cst,
-                                          std::memory_order_seq_cst)) {
+    while (!counts_.compare_exchange_strong(before, before - One(p),
+                                            std::memory_order_seq_cst,
+                                            std::memory_order_seq_cst)) {
       backoff.Pause();
       before = counts_.load(std::memory_order_seq_cst);
     }

@@ -207,7 +207,7 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
         if (report_) rejected_->Increment();
         return false;
       }
-      if (state_.zero_time.compare_exchange_weak(
+      if (state_.zero_time.compare_exchange_strong(
               zero_time, std::max(ready_at, full_next),
               std::memory_order_acq_rel, std::memory_order_acquire)) {
         if (report_) admitted_->Increment();
@@ -235,9 +235,9 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
     const int64_t need = Need(n, params);
     const int64_t next =
         std::max(zero_time + need, now - params.burst_units + need);
-    if (state_.zero_time.compare_exchange_weak(zero_time, next,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
+    if (state_.zero_time.compare_exchange_strong(zero_time, next,
+                                                 std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
       if (report_) admitted_->Increment();
       // The balance is back at zero when the clock reaches next.
       if (next <= now) return absl::ZeroDuration();
@@ -257,9 +257,9 @@ void TokenBucket::Return(double n) {
     // Never above burst: zero_time no earlier than now - burst_units.
     const int64_t give = Need(std::min(n, params.burst), params);
     const int64_t next = std::max(zero_time - give, now - params.burst_units);
-    if (state_.zero_time.compare_exchange_weak(zero_time, next,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_relaxed)) {
+    if (state_.zero_time.compare_exchange_strong(zero_time, next,
+                                                 std::memory_order_acq_rel,
+                                                 std::memory_order_relaxed)) {
       return;
     }
     backoff.Pause();
@@ -305,9 +305,9 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
         burst, static_cast<double>(std::min(now - zero_time, old.burst_units)) /
                    old.units_per_token);
     const int64_t next = now - std::llround(tokens * units_per_token);
-    if (state_.zero_time.compare_exchange_weak(zero_time, next,
-                                               std::memory_order_acq_rel,
-                                               std::memory_order_acquire)) {
+    if (state_.zero_time.compare_exchange_strong(zero_time, next,
+                                                 std::memory_order_acq_rel,
+                                                 std::memory_order_acquire)) {
       break;
     }
   }

@@ -126,7 +126,7 @@ OverloadDetector::~OverloadDetector() = default;
 
 void OverloadDetector::OnOffered(MonotonicTime now, Refusal refusal,
                                  bool retry) {
-  Shard& s = shards_[internal::ThreadShard() % kShards];
+  Shard& s = shards_[internal::ThreadSlot() % kShards];
   s.offered.fetch_add(1, std::memory_order_relaxed);
   if (retry) s.retries.fetch_add(1, std::memory_order_relaxed);
   if (refusal != Refusal::kAdmitted) {
@@ -140,7 +140,7 @@ void OverloadDetector::OnOffered(MonotonicTime now, Refusal refusal,
 
 void OverloadDetector::OnCompleted(MonotonicTime now,
                                    std::chrono::nanoseconds latency) {
-  Shard& s = shards_[internal::ThreadShard() % kShards];
+  Shard& s = shards_[internal::ThreadSlot() % kShards];
   s.completed.fetch_add(1, std::memory_order_relaxed);
   const int64_t ns = latency.count();
   s.latency_sum_ns.fetch_add(static_cast<uint64_t>(std::max<int64_t>(0, ns)),

@@ -1,10 +1,9 @@
 #include "core/shard.h"
 
+#include <atomic>
 #include <cstdint>
 
 namespace spillway::internal {
-
-std::atomic<unsigned> g_next_thread_shard{0};
 
 namespace {
 

@@ -1,9 +1,4 @@
-// Per-thread numbers for picking a shard of a sharded accumulator.
-//
-// ThreadShard(): a number handed out round-robin on a thread's first call,
-// kept for its life. Up to N threads spread over N shards without
-// collisions; more threads share shards, so writers must use read-modify-
-// write atomics (OverloadDetector).
+// Per-thread slots for picking a shard of a sharded accumulator.
 //
 // ThreadSlot(): an exclusive slot. The first kThreadSlots live threads to
 // call it each hold a different slot in [0, kThreadSlots) until they exit,
@@ -19,29 +14,19 @@
 // registers the release with the C++ runtime (__cxa_thread_atexit, one small
 // calloc in glibc); every later call is one thread-local load.
 //
-// Both are inline: they are on the hot path of every sample, where a call
-// into another file cost 7 ns a release.
+// ThreadSlot() is inline: it is on the hot path of every sample, where a
+// call into another file cost 7 ns a release. Components whose shards
+// every thread writes with read-modify-write atomics (OverloadDetector)
+// take it modulo their shard count.
 //
 // Thread safety: thread-safe; each thread sees its own stable value.
 
 #ifndef SPILLWAY_LIB_CORE_SHARD_H_
 #define SPILLWAY_LIB_CORE_SHARD_H_
 
-#include <atomic>
-
 #include "absl/base/optimization.h"
 
 namespace spillway::internal {
-
-// The next number ThreadShard hands out. Defined in shard.cc.
-extern std::atomic<unsigned> g_next_thread_shard;
-
-// This thread's number, assigned round-robin on first call. Thread-safe.
-inline unsigned ThreadShard() {
-  static thread_local const unsigned index =
-      g_next_thread_shard.fetch_add(1, std::memory_order_relaxed);
-  return index;
-}
 
 // Exclusive slots, and shared slots for threads beyond them.
 inline constexpr int kThreadSlots = 32;

@@ -305,9 +305,9 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
         burst, static_cast<double>(std::min(now - zero_time, old.burst_units)) /
                    old.units_per_token);
     const int64_t next = now - std::llround(tokens * units_per_token);
-    if (state_.zero_time.compare_exchange_strong(zero_time, next,
-                                                 std::memory_order_acq_rel,
-                                                 std::memory_order_acquire)) {
+    if (state_.zero_time.compare_exchange_weak(zero_time, next,
+                                               std::memory_order_acq_rel,
+                                               std::memory_order_acquire)) {
       break;
     }
   }

@@ -99,6 +99,7 @@
 #include "spillway/pqxx/throttled_writer.h"
 #include "spillway/throttle.h"
 #include "spillway/windowed_limit.h"
+#include "spillway/write_rate.h"
 
 ABSL_FLAG(std::string, conn, "",
           "libpq connection string of an existing server to use instead of "
@@ -141,6 +142,11 @@ ABSL_FLAG(double, queue_wait_ms, 0,
           "refused, instead of being refused at once when the limit is "
           "reached. Waiting clients take no CPU and get a freed slot at "
           "once.");
+ABSL_FLAG(bool, database_rate, true,
+          "Give the default throttle the server's write rate (a "
+          "WriteRateMonitor on spillway::pqxx::TransactionCounter), so "
+          "KneeLimit's throughput probe can widen its latency band; false: "
+          "the latency band alone.");
 ABSL_FLAG(bool, diagnose, false,
           "After the measured phases, run two diagnostic 16x throttled "
           "phases, not part of the acceptance: a FixedLimit at the peak "
@@ -226,6 +232,7 @@ struct Config {
   double min_backoff_ms = 0;
   double queue_wait_ms = 0;
   bool diagnose = false;
+  bool database_rate = true;
   double diagnose_tolerance = 0;
 };
 
@@ -244,6 +251,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.min_backoff_ms = absl::GetFlag(FLAGS_min_backoff_ms);
   c.queue_wait_ms = absl::GetFlag(FLAGS_queue_wait_ms);
   c.diagnose = absl::GetFlag(FLAGS_diagnose);
+  c.database_rate = absl::GetFlag(FLAGS_database_rate);
   c.diagnose_tolerance = absl::GetFlag(FLAGS_diagnose_tolerance);
   auto in = [](double v, double lo, double hi) {
     return std::isfinite(v) && v >= lo && v <= hi;
@@ -545,6 +553,7 @@ class ObservedKnee final : public LimitAlgorithm {
     const int next = knee_->Update(window, limit);
     window_rtt_ns_.store(window.rtt.count(), std::memory_order_relaxed);
     baseline_ns_.store(knee_->baseline().count(), std::memory_order_relaxed);
+    tolerance_.store(knee_->tolerance(), std::memory_order_relaxed);
     windows_.fetch_add(1, std::memory_order_relaxed);
     dropped_.fetch_add(window.dropped, std::memory_order_relaxed);
     return next;
@@ -553,6 +562,7 @@ class ObservedKnee final : public LimitAlgorithm {
   // Thread-safe; the values may be stale at once.
   int64_t window_rtt_ns() const { return window_rtt_ns_.load(); }
   int64_t baseline_ns() const { return baseline_ns_.load(); }
+  double tolerance() const { return tolerance_.load(); }
   int64_t windows() const { return windows_.load(); }
   int64_t dropped() const { return dropped_.load(); }
 
@@ -561,6 +571,7 @@ class ObservedKnee final : public LimitAlgorithm {
   // Written once per window by the closing thread, read by the sampler.
   std::atomic<int64_t> window_rtt_ns_{0};
   std::atomic<int64_t> baseline_ns_{0};
+  std::atomic<double> tolerance_{0};
   std::atomic<int64_t> windows_{0};
   std::atomic<int64_t> dropped_{0};
 };
@@ -570,10 +581,12 @@ struct ThrottleUnderTest {
   ObservedKnee* knee = nullptr;  // Owned by the throttle's limit.
 };
 
-// The default throttle; or, for a diagnostic phase, one with a FixedLimit
-// or another latency tolerance.
+// The default throttle, given the server's write rate when `conninfo` is
+// not empty (as a service would: see the README); or, for a diagnostic
+// phase, one with a FixedLimit or another latency tolerance and no rate.
 absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
-                                               double knee_tolerance) {
+                                               double knee_tolerance,
+                                               const std::string& conninfo) {
   WriteThrottleOptions options;
   options.name = "pg_bench";
   if (fixed_limit > 0) {
@@ -588,6 +601,19 @@ absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
   }
   KneeLimitOptions knee_options;
   if (knee_tolerance > 0) knee_options.latency_tolerance = knee_tolerance;
+  if (knee_tolerance <= 0 && !conninfo.empty()) {
+    absl::StatusOr<std::unique_ptr<spillway::pqxx::TransactionCounter>>
+        counter = spillway::pqxx::TransactionCounter::Create(conninfo);
+    if (!counter.ok()) return counter.status();
+    WriteRateMonitorOptions rate;
+    rate.read_count = [c = std::shared_ptr<spillway::pqxx::TransactionCounter>(
+                           std::move(*counter))] { return c->Read(); };
+    rate.name = "pg_bench server";
+    absl::StatusOr<std::unique_ptr<WriteRateMonitor>> monitor =
+        WriteRateMonitor::Create(std::move(rate));
+    if (!monitor.ok()) return monitor.status();
+    knee_options.database_rate = std::move(*monitor);
+  }
   absl::StatusOr<std::unique_ptr<KneeLimit>> knee =
       KneeLimit::Create(knee_options);
   if (!knee.ok()) return knee.status();
@@ -675,6 +701,7 @@ struct ThrottleSample {
   int64_t committed = 0;  // Cumulative, warm-up included.
   double window_rtt_ms = 0;
   double baseline_ms = 0;
+  double band = 0;  // KneeLimit's latency band (x baseline).
 };
 
 struct PhaseResult {
@@ -891,7 +918,8 @@ class Sampler {
              throttle_->limiter().in_flight(),
              shared_.committed.load(std::memory_order_relaxed),
              knee_ != nullptr ? knee_->window_rtt_ns() / 1e6 : std::nan(""),
-             knee_ != nullptr ? knee_->baseline_ns() / 1e6 : std::nan("")});
+             knee_ != nullptr ? knee_->baseline_ns() / 1e6 : std::nan(""),
+             knee_ != nullptr ? knee_->tolerance() : std::nan("")});
       }
       if (monitor != nullptr && next >= measure_from && next <= end) {
         try {
@@ -949,7 +977,8 @@ PhaseResult RunPhase(const Config& config, const std::string& conninfo,
   ThrottleUnderTest throttle;
   if (spec.mode == Mode::kThrottled) {
     absl::StatusOr<ThrottleUnderTest> t =
-        MakeThrottle(spec.fixed_limit, spec.knee_tolerance);
+        MakeThrottle(spec.fixed_limit, spec.knee_tolerance,
+                     config.database_rate ? conninfo : std::string());
     if (!t.ok()) {
       result.error = t.status().ToString();
       return result;
@@ -1130,8 +1159,8 @@ std::string LimitTable(const PhaseResult& r) {
       "Limit of the shared WriteThrottle, %s %d clients (sampled every "
       "250 ms; t from the phase start, warm-up = first %.1f s):\n\n"
       "| t s | limit at +0.25 +0.5 +0.75 +1.0 s | in flight | tps | "
-      "last window rtt ms | baseline ms |\n"
-      "|---:|---|---:|---:|---:|---:|\n",
+      "last window rtt ms | baseline ms | band |\n"
+      "|---:|---|---:|---:|---:|---:|---:|\n",
       r.spec.name, r.spec.clients, r.spec.warmup_s);
   int64_t committed_before = 0;
   for (size_t i = 0; i < r.limits.size(); i += 4) {
@@ -1143,10 +1172,11 @@ std::string LimitTable(const PhaseResult& r) {
     const ThrottleSample& s = r.limits[last];
     const double span = s.t_s - (i == 0 ? 0.0 : r.limits[i - 1].t_s);
     absl::StrAppendFormat(
-        &out, "| %.0f | %s | %d | %.0f | %s | %s |\n", std::ceil(s.t_s - 1e-9),
-        absl::StrJoin(limits, " "), s.in_flight,
+        &out, "| %.0f | %s | %d | %.0f | %s | %s | %s |\n",
+        std::ceil(s.t_s - 1e-9), absl::StrJoin(limits, " "), s.in_flight,
         span > 0 ? (s.committed - committed_before) / span : 0.0,
-        Ms(s.window_rtt_ms), Ms(s.baseline_ms));
+        Ms(s.window_rtt_ms), Ms(s.baseline_ms),
+        std::isfinite(s.band) ? absl::StrFormat("%.2f", s.band) : "-");
     committed_before = s.committed;
   }
   absl::StrAppendFormat(&out, "\nWindows closed: %d; windows with drops: %d.\n",

@@ -78,6 +78,36 @@
 // windows and no margin, the simulator's incident ratcheted the baseline from 5
 // ms to 113 ms within 30 s).
 //
+// Throughput probe (only with `database_rate`, the database's own count
+// of completed writes from every client; write_rate.h): with group commit,
+// a database's throughput keeps climbing long after its latency has left a
+// 2x band. PostgreSQL with fsync here: one writer alone did 61-68% of the
+// peak, and the peak needed 8-12 writers at 5-7x a lone write's latency, so
+// the 2x band held the limit at 2-6 and the throughput at 54-82% of the
+// peak. The latency a database is best run at is a property of the
+// database, so KneeLimit measures it the way a ramp does: it measures the
+// database's write rate over kMeasureWindows windows at its band, then over
+// as many at a band kProbeStep times wider (after kSettleWindows windows
+// for the limit to move there), and keeps the wider band if the rate rose
+// by at least `min_rate_gain`; it climbs while each step pays, up to
+// `max_latency_tolerance`. A probe that does not pay goes back, and the
+// next probe, after kRestWindows windows, tries the narrower band instead,
+// kept if it costs less than half of `min_rate_gain` (the same throughput
+// at lower latency), never below `latency_tolerance`. A measurement counts
+// only windows without drops whose demand used at least half the limit
+// (otherwise the band changed nothing); a drop, an idle window or a missing
+// reading ends the probe at the band it started from. Trials that fail in
+// a row rest twice as long each time, up to 16 x kRestWindows. Where the rate
+// is flat beyond the knee (a database that queues), every wider probe fails and
+// the band stays at `latency_tolerance`: the simulator's database. Why the
+// database's rate and not the instance's own: in a fleet, an instance that
+// raises its limit takes writes from the others, so its own throughput rises
+// whether or not the database's does, and every instance would widen its band;
+// the database's count is the same for all of them. The probe is BBR's
+// (Cardwell et al., "BBR: Congestion-Based Congestion Control", ACM Queue 2016)
+// question, what a step up bought in delivery rate, asked of the latency band
+// instead of the limit.
+//
 // Sampling: one call per window (WindowedLimit, average aggregation by
 // default). Drops (timeouts, overload errors) are congestion.
 //
@@ -93,6 +123,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -100,6 +131,7 @@
 #include "spillway/limit.h"
 #include "spillway/limit_algorithm.h"
 #include "spillway/windowed_limit.h"
+#include "spillway/write_rate.h"
 
 namespace spillway {
 
@@ -135,6 +167,24 @@ struct KneeLimitOptions {
   // Consecutive windows at min_limit with latency above 1.25 x target
   // before the baseline is re-measured. Default: 20. REQUIRES: >= 1.
   int rebaseline_windows = 20;
+
+  // The database's count of completed writes, from every client
+  // (write_rate.h; for PostgreSQL, a WriteRateMonitor on
+  // spillway::pqxx::TransactionCounter). When set, the throughput probe
+  // (above) widens the band while each widening buys throughput. Read once
+  // per window, never per write. Default: nullptr (the band stays
+  // latency_tolerance).
+  std::shared_ptr<const DatabaseWriteRate> database_rate;
+
+  // The widest band the throughput probe may reach. Default: 8 (PostgreSQL
+  // with group commit peaked at 5-7x a lone write's latency here).
+  // REQUIRES: finite, >= latency_tolerance.
+  double max_latency_tolerance = 8.0;
+
+  // The throughput gain that pays for a wider band. A narrower band is kept
+  // if it costs less than half of it. Default: 0.05 (5%).
+  // REQUIRES: in (0, 1).
+  double min_rate_gain = 0.05;
 };
 
 // Checks every field; the error names the field and its value. Thread-safe.
@@ -157,6 +207,18 @@ class KneeLimit final : public LimitAlgorithm {
   std::chrono::nanoseconds baseline() const;
   // Whether slow start is still on. Not thread-safe.
   bool slow_start() const { return slow_start_; }
+  // The latency band in force: latency_tolerance, or wider after the
+  // throughput probe (a probe's trial band while one runs). Not
+  // thread-safe.
+  double tolerance() const { return trial_tolerance_; }
+  // The band the probe has accepted so far. Not thread-safe.
+  double accepted_tolerance() const { return tolerance_; }
+
+  // The throughput probe's constants (see the file comment).
+  static constexpr double kProbeStep = 1.5;
+  static constexpr int kSettleWindows = 4;
+  static constexpr int kMeasureWindows = 8;
+  static constexpr int kRestWindows = 20;
 
   // Arms a one-time re-measure of the baseline for the next
   // `rebaseline_windows` windows: the first of them at min_limit with
@@ -200,6 +262,21 @@ class KneeLimit final : public LimitAlgorithm {
   int windows_pinned_ = 0;
   // Windows left in which a slowdown hint may re-measure the baseline.
   int slowdown_windows_ = 0;
+
+  // The throughput probe. `tolerance_` is the accepted band,
+  // `trial_tolerance_` the band in force (the trial one during a probe).
+  void Probe(const WindowSample& window, int limit_in_force);
+  void EndProbe(int rest_windows);
+  enum class Stage { kBase, kTrial };
+  double tolerance_;
+  double trial_tolerance_;
+  Stage stage_ = Stage::kBase;
+  int stage_windows_ = 0;  // Windows into the current stage.
+  int rest_windows_ = 0;   // Windows to wait before the next measurement.
+  bool probe_up_ = true;   // Direction of the next trial.
+  int failed_probes_ = 0;  // Trials in a row that did not pay, up to 4.
+  std::optional<WriteCountReading> measure_from_;
+  double base_rate_ = 0;  // Writes/s at tolerance_, from this cycle.
 };
 
 // The windows KneeLimit is run with by default: WindowOptions{} with

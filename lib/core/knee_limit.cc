@@ -48,6 +48,18 @@ absl::Status ValidateKneeLimitOptions(const KneeLimitOptions& o) {
         absl::StrFormat("KneeLimitOptions.baseline_horizon must be > 0; got %s",
                         absl::FormatDuration(o.baseline_horizon)));
   }
+  if (!(std::isfinite(o.max_latency_tolerance) &&
+        o.max_latency_tolerance >= o.latency_tolerance)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.max_latency_tolerance must be finite and >= "
+        "latency_tolerance=%g; got %g",
+        o.latency_tolerance, o.max_latency_tolerance));
+  }
+  if (!(o.min_rate_gain > 0 && o.min_rate_gain < 1)) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "KneeLimitOptions.min_rate_gain must be in (0, 1); got %g",
+        o.min_rate_gain));
+  }
   if (o.rebaseline_windows < 1) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "KneeLimitOptions.rebaseline_windows must be >= 1; got %d",
@@ -66,7 +78,9 @@ KneeLimit::KneeLimit(const KneeLimitOptions& options)
     : options_(options),
       bucket_ns_(std::max<int64_t>(
           1, absl::ToInt64Nanoseconds(options.baseline_horizon) / kBuckets)),
-      limit_(options.initial_limit) {
+      limit_(options.initial_limit),
+      tolerance_(options.latency_tolerance),
+      trial_tolerance_(options.latency_tolerance) {
   period_.fill(-1);
   min_ns_.fill(0);
 }
@@ -139,7 +153,7 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
                                .count();
     const double previous = static_cast<double>(baseline().count());
     const bool calm = !window.any_dropped() && previous > 0 &&
-                      rtt <= options_.latency_tolerance * previous &&
+                      rtt <= trial_tolerance_ * previous &&
                       window.max_in_flight * 2 < limit;
     if (calm && last_end_ns_ != INT64_MIN && end_ns > last_end_ns_) {
       calm_ns_ += end_ns - last_end_ns_;
@@ -150,7 +164,7 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
   // While the first windows measure writes alone, slow start waits for them.
   const bool hold_alone = CollectAlone(window);
   const double base = static_cast<double>(baseline().count());
-  const double target = options_.latency_tolerance * base;
+  const double target = trial_tolerance_ * base;
 
   if (hold_alone) {
     // Limit unchanged.
@@ -189,7 +203,98 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
     windows_pinned_ = 0;
     slowdown_windows_ = 0;
   }
+  Probe(window, limit);
   return static_cast<int>(limit_);
+}
+
+void KneeLimit::EndProbe(int rest_windows) {
+  trial_tolerance_ = tolerance_;
+  stage_ = Stage::kBase;
+  stage_windows_ = 0;
+  measure_from_.reset();
+  rest_windows_ = rest_windows;
+}
+
+void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
+  if (options_.database_rate == nullptr) return;
+  // Slow start and the alone windows find the band's limit first.
+  if (slow_start_ || alone_windows_ < kAloneWindows) return;
+  if (rest_windows_ > 0) {
+    --rest_windows_;
+    return;
+  }
+  // A window without demand says nothing about the band; a drop ends the
+  // probe at the band it started from (the drop backoff has run).
+  if (window.any_dropped() || window.max_in_flight * 2 < limit_in_force) {
+    if (stage_ == Stage::kTrial || stage_windows_ > 0) {
+      EndProbe(kRestWindows);
+    }
+    return;
+  }
+  ++stage_windows_;
+  if (stage_windows_ == kSettleWindows) {
+    measure_from_ = options_.database_rate->Latest();
+    if (!measure_from_) EndProbe(kRestWindows);
+    return;
+  }
+  if (stage_windows_ < kSettleWindows + kMeasureWindows) return;
+
+  const std::optional<WriteCountReading> to = options_.database_rate->Latest();
+  if (!to || !measure_from_ || to->writes < measure_from_->writes ||
+      to->at <= measure_from_->at) {
+    EndProbe(kRestWindows);  // No reading, or a restarted count.
+    return;
+  }
+  const double rate =
+      static_cast<double>(to->writes - measure_from_->writes) /
+      std::chrono::duration<double>(to->at - measure_from_->at).count();
+  stage_windows_ = 0;
+  measure_from_.reset();
+  const double wider =
+      std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep);
+  const double narrower =
+      std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
+
+  if (stage_ == Stage::kBase) {
+    base_rate_ = rate;
+    if (probe_up_ && wider == tolerance_) probe_up_ = false;
+    if (!probe_up_ && narrower == tolerance_) probe_up_ = true;
+    trial_tolerance_ = probe_up_ ? wider : narrower;
+    if (trial_tolerance_ == tolerance_) {
+      EndProbe(kRestWindows);  // max_latency_tolerance == latency_tolerance.
+    } else {
+      stage_ = Stage::kTrial;
+    }
+    return;
+  }
+
+  const bool up = trial_tolerance_ > tolerance_;
+  const double g = options_.min_rate_gain;
+  const bool keep =
+      up ? rate >= base_rate_ * (1 + g) : rate >= base_rate_ * (1 - g / 2);
+  if (keep) {
+    // The trial band is the new band, and `rate` its rate: try the next
+    // step the same way at once.
+    tolerance_ = trial_tolerance_;
+    base_rate_ = rate;
+    failed_probes_ = 0;
+    const double next =
+        up ? std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep)
+           : std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
+    if (next != tolerance_) {
+      trial_tolerance_ = next;  // Stays in Stage::kTrial.
+      return;
+    }
+    probe_up_ = !up;
+    EndProbe(kRestWindows);
+    return;
+  }
+  // The step did not pay: back, and the other way next time. Failures in
+  // a row rest longer (up to 16x), so a database whose rate is flat beyond
+  // the knee spends little time in trial bands.
+  probe_up_ = !up;
+  failed_probes_ = std::min(failed_probes_ + 1, 4);
+  EndProbe(kRestWindows << failed_probes_);
 }
 
 WindowOptions DefaultKneeWindowOptions() {

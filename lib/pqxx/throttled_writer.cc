@@ -20,6 +20,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/cord.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
@@ -436,6 +437,64 @@ ThrottledWriter::Attempt ThrottledWriter::RunOnce(
   // Replaced at the next Write.
   if (lost || !connection_->is_open()) connection_.reset();
   return result;
+}
+
+TransactionCounter::TransactionCounter(std::string connection_string)
+    : connection_string_(std::move(connection_string)) {}
+
+absl::StatusOr<std::unique_ptr<TransactionCounter>> TransactionCounter::Create(
+    const std::string& connection_string) {
+  std::unique_ptr<TransactionCounter> counter(
+      new TransactionCounter(connection_string));
+  if (absl::Status s = counter->Connect(); !s.ok()) return s;
+  return counter;
+}
+
+absl::Status TransactionCounter::Connect() {
+  const ConnectionInfo info = ParseConnectionString(connection_string_);
+  absl::StatusOr<std::unique_ptr<::pqxx::connection>> connection =
+      spillway::pqxx::Connect(connection_string_, info);
+  if (!connection.ok()) return connection.status();
+  try {
+    ::pqxx::nontransaction tx(**connection);
+    tx.exec("SET statement_timeout = 1000");
+  } catch (const std::exception& e) {
+    return absl::UnavailableError(absl::StrCat(
+        "PostgreSQL at ", info.server, ": ",
+        absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets))));
+  }
+  connection_ = *std::move(connection);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int64_t> TransactionCounter::Read() {
+  if (connection_ == nullptr) {
+    if (absl::Status s = Connect(); !s.ok()) return s;
+  }
+  std::string text;
+  try {
+    ::pqxx::nontransaction tx(*connection_);
+    const ::pqxx::row row =
+        tx.exec1("SELECT txid_snapshot_xmax(txid_current_snapshot())");
+    if (row[0].is_null()) {
+      return absl::DataLossError(
+          "PostgreSQL returned NULL for txid_snapshot_xmax");
+    }
+    text = row[0].c_str();
+  } catch (const std::exception& e) {
+    connection_.reset();  // Replaced on the next Read.
+    const ConnectionInfo info = ParseConnectionString(connection_string_);
+    return absl::UnavailableError(absl::StrCat(
+        "reading the transaction count of PostgreSQL at ", info.server, ": ",
+        absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets))));
+  }
+  int64_t count = 0;
+  if (!absl::SimpleAtoi(text, &count) || count < 0) {
+    return absl::DataLossError(absl::StrCat(
+        "PostgreSQL returned '", text,
+        "' for txid_snapshot_xmax, which is not a transaction count"));
+  }
+  return count;
 }
 
 }  // namespace spillway::pqxx

@@ -1,7 +1,12 @@
 #include "spillway/knee_limit.h"
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -326,6 +331,12 @@ TEST(KneeLimitTest, InvalidOptionsNameTheField) {
       {{.drop_backoff = 1.0}, "drop_backoff must be in [0.5, 1); got 1"},
       {{.baseline_horizon = absl::ZeroDuration()}, "baseline_horizon"},
       {{.rebaseline_windows = 0}, "rebaseline_windows must be >= 1; got 0"},
+      {{.max_latency_tolerance = 1.5},
+       "max_latency_tolerance must be finite and >= latency_tolerance=2; "
+       "got 1.5"},
+      {{.max_latency_tolerance = std::nan("")}, "max_latency_tolerance"},
+      {{.min_rate_gain = 0}, "min_rate_gain must be in (0, 1); got 0"},
+      {{.min_rate_gain = 1}, "min_rate_gain must be in (0, 1); got 1"},
   };
   for (const Case& c : cases) {
     absl::Status s = ValidateKneeLimitOptions(c.options);
@@ -333,6 +344,217 @@ TEST(KneeLimitTest, InvalidOptionsNameTheField) {
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.text));
   }
   EXPECT_TRUE(ValidateKneeLimitOptions({}).ok());
+}
+
+// The throughput probe, on a model database driven one 50 ms window at a
+// time. Demand always fills the limit: `limit` writes in flight, each
+// taking latency(limit); the database completes limit / latency writes a
+// millisecond (Little's law), counted in `rate`.
+class FakeWriteRate final : public DatabaseWriteRate {
+ public:
+  std::optional<WriteCountReading> Latest() const override { return reading; }
+  std::optional<WriteCountReading> reading = WriteCountReading{0, kT0};
+};
+
+struct ModelDatabase {
+  // Throughput at n writes in flight, as a fraction of the peak.
+  std::function<double(double n)> throughput;
+  // A lone write's latency.
+  double alone_ms = 1.0;
+  double LatencyMs(double n) const {
+    return alone_ms * n * throughput(1) / throughput(n);
+  }
+};
+
+// Group commit: throughput climbs slowly towards its peak while latency
+// climbs fast, like PostgreSQL with fsync here (one writer 60% of the
+// peak, 90% at 7 writers, whose latency is 4.6x a lone write's).
+double GroupCommit(double n) { return 1 - 0.4 * std::exp(-(n - 1) / 3.5); }
+// A database that queues: flat latency up to 8 writers, then only queueing.
+double Queueing(double n) { return std::min(n, 8.0) / 8; }
+
+struct Drive {
+  std::vector<int> limits;
+  std::vector<double> tolerances;
+  double mean_throughput = 0;  // Over the second half, fraction of peak.
+};
+
+Drive DriveModel(KneeLimit& k, FakeWriteRate& rate, const ModelDatabase& db,
+                 int windows, milliseconds& at,
+                 const std::function<void(int, WindowSample&)>& tweak = {}) {
+  Drive d;
+  int limit = k.initial_limit();
+  double count = 0;
+  double sum = 0;
+  for (int i = 0; i < windows; ++i) {
+    at += milliseconds(50);
+    const double latency = db.LatencyMs(limit);
+    count += 50 * limit / latency;
+    if (i >= windows / 2) sum += db.throughput(limit);
+    rate.reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
+    WindowSample w = Window(
+        at, std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
+        limit);
+    if (tweak) tweak(i, w);
+    limit = k.Update(w, limit);
+    d.limits.push_back(limit);
+    d.tolerances.push_back(k.tolerance());
+  }
+  d.mean_throughput = sum / (windows - windows / 2);
+  return d;
+}
+
+TEST(KneeLimitProbeTest, WidensTheBandWhileTheDatabaseRateClimbs) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({.database_rate = rate});
+  milliseconds at(0);
+  const Drive d = DriveModel(*k, *rate, {GroupCommit}, 2000, at);
+  // Without the probe the 2x band holds 2 writes in flight: 69% of the
+  // peak (the test below). With it, three steps of 1.5 pay.
+  EXPECT_GE(k->accepted_tolerance(), 2 * 1.5 * 1.5);
+  EXPECT_LE(k->accepted_tolerance(), 8.0);
+  EXPECT_GE(d.mean_throughput, 0.9);
+}
+
+TEST(KneeLimitProbeTest, WithoutTheRateTheBandStays) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({});
+  milliseconds at(0);
+  const Drive d = DriveModel(*k, *rate, {GroupCommit}, 2000, at);
+  EXPECT_EQ(k->tolerance(), 2.0);
+  EXPECT_LT(d.mean_throughput, 0.75);
+}
+
+TEST(KneeLimitProbeTest, AQueueingDatabaseKeepsTheDefaultBand) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({.database_rate = rate});
+  milliseconds at(0);
+  const Drive d = DriveModel(*k, *rate, {Queueing}, 4000, at);
+  EXPECT_EQ(k->accepted_tolerance(), 2.0);
+  // Trials of a wider band are brief and rare once they keep failing: in
+  // the second half, at most 12 of every 12 + 320 windows.
+  int trial = 0;
+  for (size_t i = d.tolerances.size() / 2; i < d.tolerances.size(); ++i) {
+    trial += d.tolerances[i] > 2.0;
+  }
+  EXPECT_LE(trial, 2000 * 12 / (12 + 320) + 12);
+  // The limit stays where the 2x band puts it: 16 writes, twice the knee.
+  EXPECT_GE(d.limits.back(), 14);
+  EXPECT_LE(d.limits.back(), 18);
+}
+
+TEST(KneeLimitProbeTest, NarrowsAgainWhenTheWideBandStopsPaying) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({.database_rate = rate});
+  milliseconds at(0);
+  DriveModel(*k, *rate, {GroupCommit}, 2000, at);
+  const double wide = k->accepted_tolerance();
+  ASSERT_GE(wide, 4.5);
+  // The same database, now with a ceiling at 4 writes (81% of the old
+  // peak), reached at 3x a lone write's latency. Beyond it a wider band
+  // buys only queueing, so narrower bands cost nothing and are kept, down
+  // to where the next one would cost throughput.
+  ModelDatabase capped{[](double n) { return GroupCommit(std::min(n, 4.0)); }};
+  const Drive d = DriveModel(*k, *rate, capped, 4000, at);
+  EXPECT_LT(k->accepted_tolerance(), 4.0);
+  EXPECT_GT(k->accepted_tolerance(), 2.0);
+  EXPECT_GE(d.mean_throughput, 0.95 * GroupCommit(4));
+}
+
+TEST(KneeLimitProbeTest, ANoisyOrMissingRateChangesNothing) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({.database_rate = rate});
+  milliseconds at(0);
+  int limit = k->initial_limit();
+  // No reading ever: the probe never finishes a measurement.
+  for (int i = 0; i < 2000; ++i) {
+    at += milliseconds(50);
+    rate->reading.reset();
+    const double latency = ModelDatabase{GroupCommit}.LatencyMs(limit);
+    limit = k->Update(
+        Window(at,
+               std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
+               limit),
+        limit);
+    EXPECT_LE(k->tolerance(), 3.0);  // At most one trial step.
+  }
+  EXPECT_EQ(k->accepted_tolerance(), 2.0);
+}
+
+TEST(KneeLimitProbeTest, ACountThatGoesBackwardsEndsTheProbe) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto k = Make({.database_rate = rate});
+  milliseconds at(0);
+  int limit = k->initial_limit();
+  // The count restarts every 10 windows (a server restarting, say), and
+  // throughput climbs: no measurement spans a restart, so none of them
+  // completes (each needs 12 windows).
+  double count = 0;
+  for (int i = 0; i < 2000; ++i) {
+    at += milliseconds(50);
+    const double latency = ModelDatabase{GroupCommit}.LatencyMs(limit);
+    count = i % 10 == 0 ? 0 : count + 50 * limit / latency;
+    rate->reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
+    limit = k->Update(
+        Window(at,
+               std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
+               limit),
+        limit);
+  }
+  EXPECT_EQ(k->accepted_tolerance(), 2.0);
+}
+
+TEST(KneeLimitProbeTest, IdleWindowsAndDropsEndAProbe) {
+  // Every 10th window is idle, or has a drop: no measurement of 12 windows
+  // completes, so the band never changes.
+  for (const bool drop : {false, true}) {
+    auto rate = std::make_shared<FakeWriteRate>();
+    auto k = Make({.database_rate = rate});
+    milliseconds at(0);
+    const Drive d = DriveModel(*k, *rate, {GroupCommit}, 2000, at,
+                               [drop](int i, WindowSample& w) {
+                                 if (i % 10 != 9) return;
+                                 if (drop) {
+                                   w.dropped = 1;
+                                 } else {
+                                   w.max_in_flight = 0;
+                                 }
+                               });
+    EXPECT_EQ(k->accepted_tolerance(), 2.0) << drop;
+    EXPECT_LE(*std::max_element(d.tolerances.begin(), d.tolerances.end()), 3.0)
+        << drop;
+  }
+}
+
+// Two instances share one queueing database: the database's rate is the
+// same for both, and it is flat beyond the knee, so neither widens its band,
+// although each one's own throughput would rise with its limit.
+TEST(KneeLimitProbeTest, AFleetSharingADatabaseDoesNotWiden) {
+  auto rate = std::make_shared<FakeWriteRate>();
+  auto a = Make({.database_rate = rate});
+  auto b = Make({.database_rate = rate});
+  int la = a->initial_limit();
+  int lb = b->initial_limit();
+  milliseconds at(0);
+  double count = 0;
+  double wide = 0;
+  const ModelDatabase db{Queueing};
+  for (int i = 0; i < 4000; ++i) {
+    at += milliseconds(50);
+    const int n = la + lb;
+    const double latency = db.LatencyMs(n);
+    count += 50 * n / latency;
+    rate->reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
+    const auto rtt =
+        std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6));
+    // B's windows close 25 ms after A's: the two are not in step.
+    la = a->Update(Window(at, rtt, la), la);
+    lb = b->Update(Window(at + milliseconds(25), rtt, lb), lb);
+    if (i >= 2000) wide += a->tolerance() > 2.0 || b->tolerance() > 2.0;
+  }
+  EXPECT_EQ(a->accepted_tolerance(), 2.0);
+  EXPECT_EQ(b->accepted_tolerance(), 2.0);
+  EXPECT_LT(wide / 2000, 0.15);
 }
 
 }  // namespace

@@ -36,6 +36,7 @@
 #include "spillway/fixed_limit.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "spillway/write_rate.h"
 #include "tests/common/eventually.h"
 #include "tests/common/invalid_options.h"
 
@@ -585,6 +586,107 @@ TEST_F(ThrottledWriterTest, RefusedWriteNeverRunsTheBody) {
   held.permit().Success();
   EXPECT_TRUE(writer->Write([&](::pqxx::work&) { ran = true; }).ok());
   EXPECT_TRUE(ran);
+}
+
+TEST_F(ThrottledWriterTest, TransactionCounterCountsEveryClientsWrites) {
+  std::unique_ptr<TransactionCounter> counter =
+      ValueOrFail(TransactionCounter::Create(ConnectionString()));
+  ASSERT_NE(counter, nullptr);
+  const absl::StatusOr<int64_t> before = counter->Read();
+  ASSERT_TRUE(before.ok()) << before.status();
+  std::unique_ptr<ThrottledWriter> writer = MakeWriter();
+  for (int i = 0; i < 20; ++i) {
+    ASSERT_TRUE(writer
+                    ->Write([](::pqxx::work& tx) {
+                      tx.exec("UPDATE items SET v = v + 1 WHERE id = 1");
+                    })
+                    .ok());
+  }
+  {
+    // Another client, outside any throttle: the database's count has it.
+    ::pqxx::connection other(ConnectionString());
+    for (int i = 0; i < 5; ++i) {
+      ::pqxx::work tx(other);
+      tx.exec("UPDATE items SET v = v + 1 WHERE id = 2");
+      tx.commit();
+    }
+    // Read-only transactions take no transaction ID.
+    for (int i = 0; i < 10; ++i) {
+      ::pqxx::work tx(other);
+      tx.exec("SELECT v FROM items");
+      tx.commit();
+    }
+  }
+  const absl::StatusOr<int64_t> after = counter->Read();
+  ASSERT_TRUE(after.ok()) << after.status();
+  // 25 writes; autovacuum's ANALYZE may take an ID or two of its own.
+  EXPECT_GE(*after - *before, 25);
+  EXPECT_LE(*after - *before, 28);
+}
+
+TEST_F(ThrottledWriterTest, TransactionCounterReconnectsAfterItsBackendDies) {
+  std::unique_ptr<TransactionCounter> counter =
+      ValueOrFail(TransactionCounter::Create(ConnectionString()));
+  ASSERT_NE(counter, nullptr);
+  ASSERT_TRUE(counter->Read().ok());
+  {
+    ::pqxx::connection admin(ConnectionString());
+    ::pqxx::nontransaction q(admin);
+    const ::pqxx::result killed = q.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE query LIKE 'SELECT txid_snapshot_xmax%' "
+        "AND pid <> pg_backend_pid()");
+    ASSERT_EQ(killed.size(), 1u);
+  }
+  const absl::StatusOr<int64_t> lost = counter->Read();
+  ASSERT_FALSE(lost.ok());
+  EXPECT_EQ(lost.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(lost.status().message()),
+              HasSubstr("reading the transaction count of PostgreSQL at"));
+  const absl::StatusOr<int64_t> back = counter->Read();
+  EXPECT_TRUE(back.ok()) << back.status();
+}
+
+TEST_F(ThrottledWriterTest, TransactionCounterNamesAServerItCannotReach) {
+  const absl::StatusOr<std::unique_ptr<TransactionCounter>> counter =
+      TransactionCounter::Create(
+          "host=127.0.0.1 port=1 dbname=nowhere password=hunter2");
+  ASSERT_FALSE(counter.ok());
+  EXPECT_EQ(counter.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(counter.status().message()),
+              HasSubstr("cannot connect to PostgreSQL at host=127.0.0.1 "
+                        "port=1 dbname=nowhere"));
+  EXPECT_THAT(std::string(counter.status().message()),
+              ::testing::Not(HasSubstr("hunter2")));
+}
+
+// The monitor on the counter, on the real clock: it sees writes as they
+// commit.
+TEST_F(ThrottledWriterTest, WriteRateMonitorFollowsTheServersCount) {
+  std::shared_ptr<TransactionCounter> counter =
+      ValueOrFail(TransactionCounter::Create(ConnectionString()));
+  ASSERT_NE(counter, nullptr);
+  WriteRateMonitorOptions options;
+  options.read_count = [counter] { return counter->Read(); };
+  options.interval = absl::Milliseconds(5);
+  std::unique_ptr<WriteRateMonitor> monitor =
+      ValueOrFail(WriteRateMonitor::Create(std::move(options)));
+  ASSERT_NE(monitor, nullptr);
+  ASSERT_TRUE(monitor->Latest().has_value());
+  const int64_t before = monitor->Latest()->writes;
+  std::unique_ptr<ThrottledWriter> writer = MakeWriter();
+  for (int i = 0; i < 30; ++i) {
+    ASSERT_TRUE(writer
+                    ->Write([](::pqxx::work& tx) {
+                      tx.exec("UPDATE items SET v = v + 1 WHERE id = 1");
+                    })
+                    .ok());
+  }
+  EXPECT_TRUE(WaitFor([&] {
+    const std::optional<WriteCountReading> r = monitor->Latest();
+    return r.has_value() && r->writes >= before + 30;
+  }));
+  EXPECT_EQ(monitor->failures(), 0);
 }
 
 // A server that allows two connections.

@@ -179,6 +179,51 @@ class ThrottledWriter {
   int failed_sessions_ended_ = 0;
 };
 
+// TransactionCounter: the PostgreSQL server's count of write transactions,
+// a `read_count` for WriteRateMonitor (write_rate.h), so the default limit
+// can ask what throughput a wider latency band bought the database (the
+// throughput probe of knee_limit.h).
+//
+// It reads txid_snapshot_xmax(txid_current_snapshot()), the next
+// transaction ID the server will assign. Every transaction that writes
+// takes one, from every client and every database of the server; read-only
+// transactions take none. It also counts writes that later abort, which
+// overload makes more common: it is the database's write rate, not its
+// goodput. It is read from shared memory at once, where the statistics
+// views (pg_stat_database.xact_commit) lag by up to a second.
+//
+//   auto counter = spillway::pqxx::TransactionCounter::Create(conninfo);
+//   spillway::WriteRateMonitorOptions rate;
+//   rate.read_count = [c = std::shared_ptr(std::move(*counter))] {
+//     return c->Read();
+//   };
+//
+// It holds its own connection, with statement_timeout = 1 s, replaced on
+// the next Read after a failure.
+//
+// Thread safety: not thread-safe (one connection); WriteRateMonitor calls
+// it from its thread only.
+class TransactionCounter {
+ public:
+  // Connects. Errors: Unavailable naming the server (secrets of the
+  // connection string redacted). Thread-safe.
+  static absl::StatusOr<std::unique_ptr<TransactionCounter>> Create(
+      const std::string& connection_string);
+
+  // The count now. Errors: Unavailable (connection lost or refused; the
+  // next Read reconnects), DataLoss (a reply that is not a count). Not
+  // thread-safe.
+  absl::StatusOr<int64_t> Read();
+
+ private:
+  explicit TransactionCounter(std::string connection_string);
+  absl::Status Connect();
+
+  const std::string connection_string_;
+  // Null after a failure, until the next Read reconnects.
+  std::unique_ptr<::pqxx::connection> connection_;
+};
+
 }  // namespace spillway::pqxx
 
 #endif  // SPILLWAY_PQXX_THROTTLED_WRITER_H_

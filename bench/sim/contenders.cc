@@ -84,6 +84,16 @@ absl::StatusOr<ConcurrencyLimiterOptions> MakeSpillway(
   return options;
 }
 
+absl::StatusOr<ConcurrencyLimiterOptions> MakeSpillwayRate(
+    const ContenderContext& context) {
+  absl::StatusOr<std::shared_ptr<Limit>> limit =
+      MakeDefaultLimit({.database_rate = context.database_rate});
+  if (!limit.ok()) return limit.status();
+  ConcurrencyLimiterOptions options;
+  options.limit = *limit;
+  return options;
+}
+
 }  // namespace
 
 const std::vector<Contender>& Contenders() {
@@ -103,6 +113,9 @@ const std::vector<Contender>& Contenders() {
        MakeEnvoyGradient},
       {"spillway", "MakeDefaultLimit(): KneeLimit in a WindowedLimit",
        MakeSpillway},
+      {"spillway_rate",
+       "the default given the database's write count (throughput probe)",
+       MakeSpillwayRate},
   };
   return *kContenders;
 }

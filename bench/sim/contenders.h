@@ -67,6 +67,7 @@
 #include "absl/time/time.h"
 #include "spillway/concurrency_limiter.h"
 #include "spillway/limit.h"
+#include "spillway/write_rate.h"
 
 namespace spillway::sim {
 
@@ -83,6 +84,10 @@ struct ContenderContext {
   double peak_concurrency = 0.0;
   // The clients' deadline per attempt.
   absl::Duration deadline = absl::Seconds(1);
+  // The database's count of completed writes from every instance (what
+  // pqxx::TransactionCounter reads from PostgreSQL), for limits that ask
+  // what throughput a step bought.
+  std::shared_ptr<const DatabaseWriteRate> database_rate;
 };
 
 using ContenderFactory =

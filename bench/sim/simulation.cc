@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <utility>
 
@@ -51,6 +52,20 @@ struct Attempt {
   bool live = false;
 };
 
+// The simulated database's count of completed writes, from every
+// instance, read at the simulated time (the simulation is one thread).
+class SimWriteRate final : public DatabaseWriteRate {
+ public:
+  explicit SimWriteRate(const Clock& clock) : clock_(clock) {}
+  std::optional<WriteCountReading> Latest() const override {
+    return WriteCountReading{completed, clock_.Now()};
+  }
+  int64_t completed = 0;
+
+ private:
+  const Clock& clock_;
+};
+
 class Simulation {
  public:
   Simulation(const SimulationOptions& options, const RunSpec& run,
@@ -72,6 +87,7 @@ class Simulation {
     context.database_peak = peak_;
     context.peak_concurrency = db_->peak_concurrency();
     context.deadline = options_.client.deadline;
+    context.database_rate = database_rate_;
     for (int i = 0; i < options_.instances; ++i) {
       context.instance = i;
       absl::StatusOr<ConcurrencyLimiterOptions> limiter_options =
@@ -294,6 +310,7 @@ class Simulation {
   }
 
   void OnCompletion(const UslDatabase::Completion& done) {
+    ++database_rate_->completed;
     Attempt* a = Find(done.tag);
     if (a == nullptr) {
       ++result_.abandoned_completions;
@@ -347,6 +364,8 @@ class Simulation {
   // The one clock of the run; every limiter reads it.
   testing::SimulatedClock clock_;
   const MonotonicTime clock_start_ = clock_.Now();
+  const std::shared_ptr<SimWriteRate> database_rate_ =
+      std::make_shared<SimWriteRate>(clock_);
   // Declared before attempts_ so that permits are released first on
   // destruction too (members are destroyed in reverse order).
   std::vector<std::unique_ptr<WriteThrottle>> throttles_;

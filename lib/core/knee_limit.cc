@@ -212,6 +212,7 @@ void KneeLimit::EndProbe(int rest_windows) {
   stage_ = Stage::kBase;
   stage_windows_ = 0;
   measure_from_.reset();
+  last_reading_.reset();
   rest_windows_ = rest_windows;
 }
 
@@ -232,17 +233,23 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
     return;
   }
   ++stage_windows_;
+  if (stage_windows_ < kSettleWindows) return;
+  // Every window of a measurement reads the count: a missing reading or a
+  // count that went backwards (a restarted server) on the way ends it.
+  const std::optional<WriteCountReading> to = options_.database_rate->Latest();
+  if (!to || (last_reading_ && (to->writes < last_reading_->writes ||
+                                to->at < last_reading_->at))) {
+    EndProbe(kRestWindows);
+    return;
+  }
+  last_reading_ = to;
   if (stage_windows_ == kSettleWindows) {
-    measure_from_ = options_.database_rate->Latest();
-    if (!measure_from_) EndProbe(kRestWindows);
+    measure_from_ = to;
     return;
   }
   if (stage_windows_ < kSettleWindows + kMeasureWindows) return;
-
-  const std::optional<WriteCountReading> to = options_.database_rate->Latest();
-  if (!to || !measure_from_ || to->writes < measure_from_->writes ||
-      to->at <= measure_from_->at) {
-    EndProbe(kRestWindows);  // No reading, or a restarted count.
+  if (!measure_from_ || to->at <= measure_from_->at) {
+    EndProbe(kRestWindows);
     return;
   }
   const double rate =
@@ -250,6 +257,7 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
       std::chrono::duration<double>(to->at - measure_from_->at).count();
   stage_windows_ = 0;
   measure_from_.reset();
+  last_reading_.reset();
   const double wider =
       std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep);
   const double narrower =
@@ -270,14 +278,17 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
 
   const bool up = trial_tolerance_ > tolerance_;
   const double g = options_.min_rate_gain;
+  // Wider must buy g; narrower is kept only if it costs less than g / 5
+  // (the same throughput at lower latency), so noise seldom narrows a
+  // band that pays.
   const bool keep =
-      up ? rate >= base_rate_ * (1 + g) : rate >= base_rate_ * (1 - g / 2);
+      up ? rate >= base_rate_ * (1 + g) : rate >= base_rate_ * (1 - g / 5);
   if (keep) {
     // The trial band is the new band, and `rate` its rate: try the next
     // step the same way at once.
     tolerance_ = trial_tolerance_;
     base_rate_ = rate;
-    failed_probes_ = 0;
+    if (up) failed_ups_ = 0;
     const double next =
         up ? std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep)
            : std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
@@ -289,12 +300,17 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
     EndProbe(kRestWindows);
     return;
   }
-  // The step did not pay: back, and the other way next time. Failures in
-  // a row rest longer (up to 16x), so a database whose rate is flat beyond
-  // the knee spends little time in trial bands.
+  // The step did not pay: back, and the other way next time. Wider trials
+  // that fail in a row rest twice as long each time (up to 16x), so a
+  // database whose rate is flat beyond the knee spends little time in
+  // trial bands.
   probe_up_ = !up;
-  failed_probes_ = std::min(failed_probes_ + 1, 4);
-  EndProbe(kRestWindows << failed_probes_);
+  if (!up) {
+    EndProbe(kRestWindows);
+    return;
+  }
+  failed_ups_ = std::min(failed_ups_ + 1, 5);
+  EndProbe(kRestWindows << (failed_ups_ - 1));
 }
 
 WindowOptions DefaultKneeWindowOptions() {

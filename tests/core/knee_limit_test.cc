@@ -486,14 +486,14 @@ TEST(KneeLimitProbeTest, ACountThatGoesBackwardsEndsTheProbe) {
   auto k = Make({.database_rate = rate});
   milliseconds at(0);
   int limit = k->initial_limit();
-  // The count restarts every 10 windows (a server restarting, say), and
-  // throughput climbs: no measurement spans a restart, so none of them
-  // completes (each needs 12 windows).
+  // The count restarts every 5 windows (a server restarting, say), and
+  // throughput climbs: every measurement (8 windows) spans a restart, so
+  // none of them completes.
   double count = 0;
   for (int i = 0; i < 2000; ++i) {
     at += milliseconds(50);
     const double latency = ModelDatabase{GroupCommit}.LatencyMs(limit);
-    count = i % 10 == 0 ? 0 : count + 50 * limit / latency;
+    count = i % 5 == 0 ? 0 : count + 50 * limit / latency;
     rate->reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
     limit = k->Update(
         Window(at,

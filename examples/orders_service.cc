@@ -9,7 +9,8 @@
 // and writes orders in a closed loop: insert the order, then update the
 // running total of one of a few hot products (real row contention). All
 // workers share one spillway::WriteThrottle with the default adaptive limit
-// and, with --fleet_rate, a fleet-wide budget shared through Redis
+// (given the server's write count, for its throughput probe) and, with
+// --fleet_rate, a fleet-wide budget shared through Redis
 // (spillway::redis::GlobalBudget; start several copies to share it). A
 // refused write waits its retry-after, as a well-behaved client would.
 // Once a second it prints what happened: writes, refusals by gate, errors,
@@ -40,10 +41,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "prometheus/exposer.h"
+#include "spillway/knee_limit.h"
 #include "spillway/pqxx/throttled_writer.h"
 #include "spillway/prometheus/metrics_sink.h"
 #include "spillway/redis/global_budget.h"
 #include "spillway/throttle.h"
+#include "spillway/write_rate.h"
 
 namespace {
 
@@ -183,8 +186,34 @@ int main(int argc, char** argv) {
     budget = *b;
   }
 
+  // The default limit, given the server's write count: PostgreSQL with
+  // fsync commits in groups, so its throughput keeps climbing past the
+  // latency band KneeLimit starts with, and the throughput probe widens the
+  // band while that pays (see the README).
+  auto counter = spillway::pqxx::TransactionCounter::Create(flags.pg);
+  if (!counter.ok()) {
+    std::fprintf(stderr, "orders_service: %s\n",
+                 counter.status().ToString().c_str());
+    return 1;
+  }
+  spillway::WriteRateMonitorOptions rate;
+  rate.read_count = [c = std::shared_ptr<spillway::pqxx::TransactionCounter>(
+                         std::move(*counter))] { return c->Read(); };
+  rate.name = "orders database";
+  auto monitor = spillway::WriteRateMonitor::Create(std::move(rate));
+  auto limit = spillway::MakeDefaultLimit(
+      {.max_limit = flags.threads,
+       .database_rate = monitor.ok() ? std::move(*monitor) : nullptr});
+  if (!monitor.ok() || !limit.ok()) {
+    std::fprintf(
+        stderr, "orders_service: %s\n",
+        (monitor.ok() ? limit.status() : monitor.status()).ToString().c_str());
+    return 1;
+  }
+
   spillway::WriteThrottleOptions options;
   options.name = "orders";
+  options.limiter.limit = *std::move(limit);
   options.budget = budget;
   options.metrics = sink.get();
   auto throttle = spillway::WriteThrottle::Create(std::move(options));

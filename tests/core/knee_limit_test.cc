@@ -432,12 +432,14 @@ TEST(KneeLimitProbeTest, AQueueingDatabaseKeepsTheDefaultBand) {
   const Drive d = DriveModel(*k, *rate, {Queueing}, 4000, at);
   EXPECT_EQ(k->accepted_tolerance(), 2.0);
   // Trials of a wider band are brief and rare once they keep failing: in
-  // the second half, at most 12 of every 12 + 320 windows.
+  // the second half, at most one trial per 16 rests.
   int trial = 0;
   for (size_t i = d.tolerances.size() / 2; i < d.tolerances.size(); ++i) {
     trial += d.tolerances[i] > 2.0;
   }
-  EXPECT_LE(trial, 2000 * 12 / (12 + 320) + 12);
+  constexpr int kTrial = KneeLimit::kSettleWindows + KneeLimit::kMeasureWindows;
+  EXPECT_LE(trial, 2000 * kTrial / (2 * kTrial + 16 * KneeLimit::kRestWindows) +
+                       kTrial);
   // The limit stays where the 2x band puts it: 16 writes, twice the knee.
   EXPECT_GE(d.limits.back(), 14);
   EXPECT_LE(d.limits.back(), 18);
@@ -487,7 +489,7 @@ TEST(KneeLimitProbeTest, ACountThatGoesBackwardsEndsTheProbe) {
   milliseconds at(0);
   int limit = k->initial_limit();
   // The count restarts every 5 windows (a server restarting, say), and
-  // throughput climbs: every measurement (8 windows) spans a restart, so
+  // throughput climbs: every measurement (16 windows) spans a restart, so
   // none of them completes.
   double count = 0;
   for (int i = 0; i < 2000; ++i) {

@@ -7,9 +7,10 @@
 // by ramping, measures that peak in a phase as long as the overload phases,
 // then runs with 4x and 16x that many client threads: unthrottled, then
 // through one shared WriteThrottle with the default limit algorithm
-// (KneeLimit). Prints markdown tables (throughput, latency, errors by
-// SQLSTATE, rejections, CPU, where the server's backends wait, the
-// throttle's limit over time) and, with --json, the figures as one object.
+// (KneeLimit, given the server's write count unless --nodatabase_rate). Prints
+// markdown tables (throughput, latency, errors by SQLSTATE, rejections, CPU,
+// where the server's backends wait, the throttle's limit over time) and, with
+// --json, the figures as one object.
 //
 //   spillway_pg_bench                          # about 2.5 minutes
 //   spillway_pg_bench --json=pg_bench.json
@@ -1409,10 +1410,11 @@ int Run(const Config& config, const TimePoint program_start) {
       "timeout %s%s. The hot rows are VACUUMed before each phase.\n"
       "Throttle: one WriteThrottle per throttled phase, shared by all its "
       "clients, default options; its limit is MakeDefaultLimit()'s "
-      "composition (KneeLimit{} in a WindowedLimit with "
+      "composition (KneeLimit in a WindowedLimit with "
       "DefaultKneeWindowOptions()) built explicitly with a "
-      "pass-through that records each window's RTT and the baseline for "
-      "this report. It starts cold (limit 1) at the phase start.\n"
+      "pass-through that records each window's RTT, the baseline and the "
+      "latency band for this report; %s. It starts cold (limit 1) at the "
+      "phase start.\n"
       "CPU busy %%: all cores, from /proc/stat; bench CPU %%: this process "
       "(the clients, and the throttle), as a share of all cores.\n\n",
       facts->version, facts->address,
@@ -1422,7 +1424,13 @@ int Run(const Config& config, const TimePoint program_start) {
       config.ramp_seconds, config.run_warmup_seconds, config.run_seconds,
       config.max_backoff_ms, config.min_backoff_ms,
       own_pgoptions ? kStatementTimeout : "from PGOPTIONS",
-      own_pgoptions ? " (safety bound)" : ""));
+      own_pgoptions ? " (safety bound)" : "",
+      config.database_rate
+          ? "given the server's write count (a WriteRateMonitor on "
+            "pqxx::TransactionCounter, --database_rate), so its throughput "
+            "probe may widen the latency band"
+          : "without the server's write count (--nodatabase_rate): the 2x "
+            "latency band alone"));
   if (facts->fsync != "on" || facts->synchronous_commit == "off") {
     Print(
         "**Warning: fsync or synchronous_commit is off on this server; "
@@ -1677,6 +1685,7 @@ int Run(const Config& config, const TimePoint program_start) {
         ",\n  \"warmup_seconds\": ", JsonNumber(config.run_warmup_seconds),
         ",\n  \"min_backoff_ms\": ", JsonNumber(config.min_backoff_ms),
         ",\n  \"max_backoff_ms\": ", JsonNumber(config.max_backoff_ms),
+        ",\n  \"database_rate\": ", config.database_rate ? "true" : "false",
         ",\n  \"peak_concurrency\": ", peak_clients,
         ",\n  \"peak_tps\": ", JsonNumber(peak.tps),
         ",\n  \"peak_p50_ms\": ", JsonNumber(peak.p50_ms),

@@ -150,6 +150,17 @@ class ThrottledWriterTest : public ::testing::Test {
         .as<int>();
   }
 
+  // Commits `n` increments of items 1 through `writer`.
+  static void CommitIncrements(ThrottledWriter& writer, int n) {
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(writer
+                      .Write([](::pqxx::work& tx) {
+                        tx.exec("UPDATE items SET v = v + 1 WHERE id = 1");
+                      })
+                      .ok());
+    }
+  }
+
   // The writer's backend pid, read through a write of its own.
   static int BackendPid(ThrottledWriter& writer) {
     int pid = 0;
@@ -594,14 +605,7 @@ TEST_F(ThrottledWriterTest, TransactionCounterCountsEveryClientsWrites) {
   ASSERT_NE(counter, nullptr);
   const absl::StatusOr<int64_t> before = counter->Read();
   ASSERT_TRUE(before.ok()) << before.status();
-  std::unique_ptr<ThrottledWriter> writer = MakeWriter();
-  for (int i = 0; i < 20; ++i) {
-    ASSERT_TRUE(writer
-                    ->Write([](::pqxx::work& tx) {
-                      tx.exec("UPDATE items SET v = v + 1 WHERE id = 1");
-                    })
-                    .ok());
-  }
+  CommitIncrements(*MakeWriter(), 20);
   {
     // Another client, outside any throttle: the database's count has it.
     ::pqxx::connection other(ConnectionString());
@@ -674,14 +678,7 @@ TEST_F(ThrottledWriterTest, WriteRateMonitorFollowsTheServersCount) {
   ASSERT_NE(monitor, nullptr);
   ASSERT_TRUE(monitor->Latest().has_value());
   const int64_t before = monitor->Latest()->writes;
-  std::unique_ptr<ThrottledWriter> writer = MakeWriter();
-  for (int i = 0; i < 30; ++i) {
-    ASSERT_TRUE(writer
-                    ->Write([](::pqxx::work& tx) {
-                      tx.exec("UPDATE items SET v = v + 1 WHERE id = 1");
-                    })
-                    .ok());
-  }
+  CommitIncrements(*MakeWriter(), 30);
   EXPECT_TRUE(WaitFor([&] {
     const std::optional<WriteCountReading> r = monitor->Latest();
     return r.has_value() && r->writes >= before + 30;

@@ -395,6 +395,7 @@ class ConcurrencyLimiter {
   std::array<HistogramHandle*, 2> latency_;  // success, dropped
   GaugeHandle* in_flight_gauge_;
   GaugeHandle* limit_gauge_;
+  GaugeHandle* band_gauge_;  // Set with the limit, on change.
   GaugeHandle* queued_gauge_;
 };
 

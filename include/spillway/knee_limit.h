@@ -98,7 +98,9 @@
 // half the limit (otherwise the band changed nothing); a drop, an idle
 // window, a missing reading or a count that went backwards ends the probe
 // at the band it started from. Wider trials that fail in a row rest twice
-// as long each time, up to 16 x kRestWindows.
+// as long each time, up to 16 x kRestWindows. The band in force is
+// Limit::latency_band(), which the limiter reports as the gauge
+// `spillway_latency_band`.
 // Why the database's rate and not the instance's own: in a fleet, an
 // instance that raises its limit takes writes from the others, so its own
 // throughput rises whether or not the database's does, and every instance
@@ -220,6 +222,8 @@ class KneeLimit final : public LimitAlgorithm {
   double tolerance() const { return trial_tolerance_; }
   // The band the probe has accepted so far. Not thread-safe.
   double accepted_tolerance() const { return tolerance_; }
+  // tolerance(), for Limit::latency_band. Not thread-safe.
+  double latency_band() const override { return trial_tolerance_; }
 
   // The throughput probe's constants (see the file comment).
   static constexpr double kProbeStep = 1.5;

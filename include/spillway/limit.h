@@ -76,6 +76,13 @@ class Limit {
   // The limit now. Thread-safe; lock-free; the value may be stale at once.
   int current() const { return limit_.load(std::memory_order_relaxed); }
 
+  // The latency the algorithm holds the database within, as a multiple of
+  // its baseline (KneeLimit: latency_tolerance, or wider after its
+  // throughput probe); reported as `spillway_latency_band`. Default: 0, an
+  // algorithm without such a band. Thread-safe; lock-free; the value may be
+  // stale at once.
+  virtual double latency_band() const { return 0; }
+
  protected:
   explicit Limit(int initial) : limit_(initial) {}
 

@@ -71,6 +71,10 @@ class LimitAlgorithm {
   // The hint of Limit::OnDatabaseSlowdown, delivered by WindowedLimit
   // before the next Update. Default: ignored. Not thread-safe.
   virtual void OnDatabaseSlowdown() {}
+
+  // The band of Limit::latency_band, read by WindowedLimit after every
+  // Update and published. Default: 0 (none). Not thread-safe.
+  virtual double latency_band() const { return 0; }
 };
 
 }  // namespace spillway

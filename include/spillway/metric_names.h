@@ -95,6 +95,14 @@ inline constexpr MetricDef kLimit{"spillway_limit",
                                   "Current concurrency limit.",
                                   kThrottleLabels,
                                   {}};
+inline constexpr MetricDef kLatencyBand{
+    "spillway_latency_band",
+    MetricType::kGauge,
+    "Latency the limit algorithm holds the database within, as a multiple of "
+    "its baseline (KneeLimit: 2, wider when its throughput probe finds that "
+    "a wider band buys throughput); 0 for algorithms without one.",
+    kThrottleLabels,
+    {}};
 inline constexpr MetricDef kLimitMin{
     "spillway_limit_min",
     MetricType::kGauge,
@@ -240,13 +248,13 @@ inline constexpr MetricDef kFleetSkewed{
     {}};
 
 inline constexpr const MetricDef* kAll[] = {
-    &kAdmitted,        &kRejected,     &kInFlight,       &kLimit,
-    &kLimitMin,        &kLimitMax,     &kQueued,         &kOutcomes,
-    &kLatency,         &kBucketRate,   &kBucketBurst,    &kShadowPassed,
-    &kOverloadCause,   &kOfferedRatio, &kLatencyRatio,   &kLeaseTokens,
-    &kLeaseTarget,     &kMaxLease,     &kOvershootBound, &kBudgetMode,
-    &kBudgetRefreshes, &kRedisErrors,  &kFleetInstances, &kFleetShare,
-    &kFleetSkew,       &kFleetSkewed};
+    &kAdmitted,     &kRejected,        &kInFlight,     &kLimit,
+    &kLimitMin,     &kLimitMax,        &kLatencyBand,  &kQueued,
+    &kOutcomes,     &kLatency,         &kBucketRate,   &kBucketBurst,
+    &kShadowPassed, &kOverloadCause,   &kOfferedRatio, &kLatencyRatio,
+    &kLeaseTokens,  &kLeaseTarget,     &kMaxLease,     &kOvershootBound,
+    &kBudgetMode,   &kBudgetRefreshes, &kRedisErrors,  &kFleetInstances,
+    &kFleetShare,   &kFleetSkew,       &kFleetSkewed};
 
 }  // namespace metrics
 }  // namespace spillway

@@ -118,6 +118,12 @@ class WindowedLimit final : public Limit {
   int max_limit() const override { return max_limit_; }
   int min_limit() const override { return min_limit_; }
 
+  // The algorithm's band after its last Update. Thread-safe; lock-free;
+  // the value may be stale at once.
+  double latency_band() const override {
+    return latency_band_.load(std::memory_order_relaxed);
+  }
+
   // Windows closed so far. Thread-safe; the value may be stale at once.
   int64_t windows_closed() const {
     return windows_closed_.load(std::memory_order_relaxed);
@@ -167,6 +173,9 @@ class WindowedLimit final : public Limit {
   const WindowOptions options_;
   // Set by OnDatabaseSlowdown, taken by the next closer.
   std::atomic<bool> slowdown_hint_{false};
+  // The algorithm's latency_band(), published by the closer. Atomic: read
+  // by the limiter's reporting on other threads.
+  std::atomic<double> latency_band_{0};
   const int min_limit_;
   const int max_limit_;
   const int64_t min_window_ns_;

@@ -254,11 +254,13 @@ ConcurrencyLimiter::ConcurrencyLimiter(ConcurrencyLimiterOptions options)
   latency_[1] = sink.Histogram(metrics::kLatency, {name_, "dropped"});
   in_flight_gauge_ = sink.Gauge(metrics::kInFlight, {name_});
   limit_gauge_ = sink.Gauge(metrics::kLimit, {name_});
+  band_gauge_ = sink.Gauge(metrics::kLatencyBand, {name_});
   queued_gauge_ = sink.Gauge(metrics::kQueued, {name_});
   in_flight_gauge_->Set(0);
   queued_gauge_->Set(0);
   reported_limit_.store(limit_->current(), std::memory_order_relaxed);
   limit_gauge_->Set(limit_->current());
+  band_gauge_->Set(limit_->latency_band());
   // The algorithm's bounds never change: set once.
   sink.Gauge(metrics::kLimitMin, {name_})->Set(limit_->min_limit());
   sink.Gauge(metrics::kLimitMax, {name_})->Set(limit_->max_limit());
@@ -511,6 +513,8 @@ void ConcurrencyLimiter::Release(const Permit& permit, Outcome outcome,
     if (reported_limit_.load(std::memory_order_relaxed) != limit) {
       reported_limit_.store(limit, std::memory_order_relaxed);
       limit_gauge_->Set(limit);
+      // The band moves only when a window closes, as the limit does.
+      band_gauge_->Set(limit_->latency_band());
     }
   }
   if (waiting_.load(std::memory_order_seq_cst) != 0) ServeWaiters();

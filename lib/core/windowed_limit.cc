@@ -141,6 +141,7 @@ WindowedLimit::WindowedLimit(std::unique_ptr<LimitAlgorithm> algorithm,
       max_window_ns_(Nanos(options.max_window)),
       min_rtt_threshold_ns_(Nanos(options.min_rtt_threshold)) {
   window_.duration_ns.store(min_window_ns_, std::memory_order_relaxed);
+  latency_band_.store(algorithm_->latency_band(), std::memory_order_relaxed);
   if (options.aggregation == Aggregation::kPercentile) {
     ring_ = std::make_unique<std::atomic<uint64_t>[]>(kShards * kRing);
     scratch_ = std::make_unique<uint64_t[]>(kShards * kRing);
@@ -280,6 +281,7 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
   const int next =
       std::clamp(algorithm_->Update(w, current()), min_limit_, max_limit_);
   StoreLimit(next);
+  latency_band_.store(algorithm_->latency_band(), std::memory_order_relaxed);
   const MonotonicTime discard = algorithm_->discard_before();
   discard_before_ns_.store(
       discard == MonotonicTime::min()

@@ -11,8 +11,11 @@
 #include "gtest/gtest.h"
 #include "spillway/aimd_limit.h"
 #include "spillway/fixed_limit.h"
+#include "spillway/knee_limit.h"
+#include "spillway/limit_algorithm.h"
 #include "spillway/testing/in_memory_metrics.h"
 #include "spillway/testing/simulated_clock.h"
+#include "spillway/windowed_limit.h"
 #include "tests/common/eventually.h"
 
 namespace spillway {
@@ -517,6 +520,41 @@ TEST_F(LimiterTest, PriorityHoldZeroDisablesThePressure) {
   EXPECT_TRUE(limiter->TryAcquire(Priority::kBatch).ok());
 }
 
+// Raises the limit by one each window; its band is scripted.
+class BandAlgorithm final : public LimitAlgorithm {
+ public:
+  int initial_limit() const override { return 4; }
+  int min_limit() const override { return 1; }
+  int max_limit() const override { return 100; }
+  int Update(const WindowSample&, int limit) override { return limit + 1; }
+  double latency_band() const override { return band; }
+  double band = 2.0;
+};
+
+TEST_F(LimiterTest, ReportsTheLatencyBandWithTheLimit) {
+  auto algorithm = std::make_unique<BandAlgorithm>();
+  BandAlgorithm* raw = algorithm.get();
+  auto windowed = WindowedLimit::Create(std::move(algorithm),
+                                        {.min_window = absl::Milliseconds(1),
+                                         .max_window = absl::Milliseconds(1),
+                                         .min_samples = 1});
+  ASSERT_TRUE(windowed.ok());
+  auto limiter = Make(std::shared_ptr<Limit>(std::move(*windowed)));
+  EXPECT_EQ(sink_.GaugeValue("spillway_latency_band", {"orders"}), 2.0);
+  raw->band = 4.5;  // The probe widened the band.
+  for (int i = 0; i < 2; ++i) {
+    Permit p = std::move(limiter->TryAcquire()).permit();
+    clock_.Advance(absl::Milliseconds(2));
+    p.Success();  // The second closes the window the first opened.
+  }
+  EXPECT_EQ(sink_.GaugeValue("spillway_limit", {"orders"}), 5);
+  EXPECT_EQ(sink_.GaugeValue("spillway_latency_band", {"orders"}), 4.5);
+
+  // The default algorithm starts at its 2x band.
+  auto knee = Make(*MakeDefaultLimit());
+  EXPECT_EQ(sink_.GaugeValue("spillway_latency_band", {"orders"}), 2.0);
+}
+
 TEST_F(LimiterTest, MetricsReportDecisionsInFlightAndLimit) {
   auto limiter = Make(Fixed(2));
   Permit a = std::move(limiter->TryAcquire()).permit();
@@ -529,6 +567,8 @@ TEST_F(LimiterTest, MetricsReportDecisionsInFlightAndLimit) {
             1);
   EXPECT_EQ(sink_.GaugeValue("spillway_in_flight", {"orders"}), 2);
   EXPECT_EQ(sink_.GaugeValue("spillway_limit", {"orders"}), 2);
+  // A FixedLimit has no latency band.
+  EXPECT_EQ(sink_.GaugeValue("spillway_latency_band", {"orders"}), 0);
   a.Success();
   EXPECT_EQ(sink_.GaugeValue("spillway_in_flight", {"orders"}), 1);
 }

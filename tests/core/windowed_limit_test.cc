@@ -33,8 +33,11 @@ class RecordingAlgorithm final : public LimitAlgorithm {
     return next_ < 0 ? limit : next_;
   }
   void OnDatabaseSlowdown() override { hinted_ = true; }
+  double latency_band() const override { return band; }
   // Per Update: whether a slowdown hint arrived since the previous one.
   std::vector<bool> hinted_at_update;
+  // What latency_band() returns.
+  double band = 2.0;
 
  private:
   bool hinted_ = false;
@@ -55,6 +58,24 @@ std::unique_ptr<WindowedLimit> Make(std::vector<WindowSample>* windows,
       std::make_unique<RecordingAlgorithm>(windows, next), options);
   EXPECT_TRUE(limit.ok()) << limit.status();
   return std::move(*limit);
+}
+
+// The algorithm's band is published at construction and after each window.
+TEST(WindowedLimitTest, PublishesTheAlgorithmsLatencyBand) {
+  std::vector<WindowSample> windows;
+  auto algorithm = std::make_unique<RecordingAlgorithm>(&windows);
+  RecordingAlgorithm* raw = algorithm.get();
+  auto limit = WindowedLimit::Create(
+      std::move(algorithm),
+      {.min_window = absl::Milliseconds(100), .min_samples = 1});
+  ASSERT_TRUE(limit.ok());
+  EXPECT_EQ((*limit)->latency_band(), 2.0);
+  raw->band = 4.5;
+  (*limit)->OnSample(Sample(milliseconds(0), milliseconds(4)));
+  EXPECT_EQ((*limit)->latency_band(), 2.0);  // No window closed yet.
+  (*limit)->OnSample(Sample(milliseconds(100), milliseconds(4)));
+  ASSERT_EQ(windows.size(), 1u);
+  EXPECT_EQ((*limit)->latency_band(), 4.5);
 }
 
 TEST(WindowedLimitTest, ClosesByTimeAndAggregatesExactly) {

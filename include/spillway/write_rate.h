@@ -100,7 +100,9 @@ class WriteRateMonitor final : public DatabaseWriteRate {
   // Thread-safe.
   static absl::StatusOr<std::unique_ptr<WriteRateMonitor>> Create(
       WriteRateMonitorOptions options);
-  // Stops and joins the thread. Not thread-safe with other calls.
+  // Stops and joins the thread; waits for a read in progress (bound it in
+  // `read_count`: a query timeout, a connect timeout). Not thread-safe with
+  // other calls.
   ~WriteRateMonitor() override;
 
   WriteRateMonitor(const WriteRateMonitor&) = delete;

@@ -199,7 +199,9 @@ class ThrottledWriter {
 //   };
 //
 // It holds its own connection, with statement_timeout = 1 s, replaced on
-// the next Read after a failure.
+// the next Read after a failure. Put `connect_timeout` in the connection
+// string: without it, reconnecting to a host that does not answer blocks
+// the monitor's thread (and its destruction) for the TCP timeout.
 //
 // Thread safety: not thread-safe (one connection); WriteRateMonitor calls
 // it from its thread only.

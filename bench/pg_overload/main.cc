@@ -16,6 +16,7 @@
 //   spillway_pg_bench --json=pg_bench.json
 //   spillway_pg_bench --conn="host=127.0.0.1 port=5432 dbname=app"
 //   spillway_pg_bench --diagnose               # + 2 diagnostic phases
+//   spillway_pg_bench --nodatabase_rate        # the 2x latency band alone
 //
 // The workload, per write: one transaction (BEGIN; UPDATE one of
 // --hot_rows hot rows, chosen uniformly; INSERT one row into an append-only

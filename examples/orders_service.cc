@@ -190,17 +190,8 @@ int main(int argc, char** argv) {
   // fsync commits in groups, so its throughput keeps climbing past the
   // latency band KneeLimit starts with, and the throughput probe widens the
   // band while that pays (see the README).
-  auto counter = spillway::pqxx::TransactionCounter::Create(flags.pg);
-  if (!counter.ok()) {
-    std::fprintf(stderr, "orders_service: %s\n",
-                 counter.status().ToString().c_str());
-    return 1;
-  }
-  spillway::WriteRateMonitorOptions rate;
-  rate.read_count = [c = std::shared_ptr<spillway::pqxx::TransactionCounter>(
-                         std::move(*counter))] { return c->Read(); };
-  rate.name = "orders database";
-  auto monitor = spillway::WriteRateMonitor::Create(std::move(rate));
+  auto monitor =
+      spillway::pqxx::MonitorWriteRate(flags.pg, {.name = "orders database"});
   auto limit = spillway::MakeDefaultLimit(
       {.max_limit = flags.threads,
        .database_rate = monitor.ok() ? std::move(*monitor) : nullptr});

@@ -604,15 +604,8 @@ absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
   KneeLimitOptions knee_options;
   if (knee_tolerance > 0) knee_options.latency_tolerance = knee_tolerance;
   if (knee_tolerance <= 0 && !conninfo.empty()) {
-    absl::StatusOr<std::unique_ptr<spillway::pqxx::TransactionCounter>>
-        counter = spillway::pqxx::TransactionCounter::Create(conninfo);
-    if (!counter.ok()) return counter.status();
-    WriteRateMonitorOptions rate;
-    rate.read_count = [c = std::shared_ptr<spillway::pqxx::TransactionCounter>(
-                           std::move(*counter))] { return c->Read(); };
-    rate.name = "pg_bench server";
     absl::StatusOr<std::unique_ptr<WriteRateMonitor>> monitor =
-        WriteRateMonitor::Create(std::move(rate));
+        spillway::pqxx::MonitorWriteRate(conninfo, {.name = "pg_bench server"});
     if (!monitor.ok()) return monitor.status();
     knee_options.database_rate = std::move(*monitor);
   }

@@ -258,16 +258,17 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
   stage_windows_ = 0;
   measure_from_.reset();
   last_reading_.reset();
-  const double wider =
-      std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep);
-  const double narrower =
-      std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
+  // The band one step from the accepted one, within the options' bounds.
+  const auto step = [this](bool up) {
+    return up ? std::min(options_.max_latency_tolerance,
+                         tolerance_ * kProbeStep)
+              : std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
+  };
 
   if (stage_ == Stage::kBase) {
     base_rate_ = rate;
-    if (probe_up_ && wider == tolerance_) probe_up_ = false;
-    if (!probe_up_ && narrower == tolerance_) probe_up_ = true;
-    trial_tolerance_ = probe_up_ ? wider : narrower;
+    if (step(probe_up_) == tolerance_) probe_up_ = !probe_up_;
+    trial_tolerance_ = step(probe_up_);
     if (trial_tolerance_ == tolerance_) {
       EndProbe(kRestWindows);  // max_latency_tolerance == latency_tolerance.
     } else {
@@ -289,9 +290,7 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
     tolerance_ = trial_tolerance_;
     base_rate_ = rate;
     if (up) failed_ups_ = 0;
-    const double next =
-        up ? std::min(options_.max_latency_tolerance, tolerance_ * kProbeStep)
-           : std::max(options_.latency_tolerance, tolerance_ / kProbeStep);
+    const double next = step(up);
     if (next != tolerance_) {
       trial_tolerance_ = next;  // Stays in Stage::kTrial.
       return;

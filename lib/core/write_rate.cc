@@ -68,9 +68,13 @@ std::optional<WriteCountReading> WriteRateMonitor::Latest() const {
 void WriteRateMonitor::ReadOnce() {
   absl::StatusOr<int64_t> count = options_.read_count();
   const MonotonicTime at = clock_.Now();
+  if (count.ok() && *count < 0) {
+    count =
+        absl::DataLossError(absl::StrCat("the count is negative: ", *count));
+  }
   const uint64_t s = sequence_.load();
   sequence_.store(s + 1);
-  if (count.ok() && *count >= 0) {
+  if (count.ok()) {
     valid_.store(true);
     writes_.store(*count);
     at_ns_.store(std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -81,10 +85,6 @@ void WriteRateMonitor::ReadOnce() {
   }
   sequence_.store(s + 2);
 
-  if (count.ok() && *count < 0) {
-    count =
-        absl::DataLossError(absl::StrCat("the count is negative: ", *count));
-  }
   if (!count.ok()) {
     failures_.fetch_add(1, std::memory_order_relaxed);
     if (!failing_) {

@@ -275,6 +275,14 @@ std::string Scrub(absl::string_view message,
   return out;
 }
 
+// "<doing>PostgreSQL at <server>: <libpq's message>", secrets redacted.
+std::string AtServer(absl::string_view doing, const ConnectionInfo& info,
+                     const std::exception& e) {
+  return absl::StrCat(
+      doing, "PostgreSQL at ", info.server, ": ",
+      absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets)));
+}
+
 // Connects, or returns Unavailable naming the server (and carrying 53300
 // when the server had no connection slot left).
 absl::StatusOr<std::unique_ptr<::pqxx::connection>> Connect(
@@ -282,9 +290,8 @@ absl::StatusOr<std::unique_ptr<::pqxx::connection>> Connect(
   try {
     return std::make_unique<::pqxx::connection>(connection_string);
   } catch (const std::exception& e) {
-    absl::Status status = absl::UnavailableError(absl::StrCat(
-        "cannot connect to PostgreSQL at ", info.server, ": ",
-        absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets))));
+    absl::Status status =
+        absl::UnavailableError(AtServer("cannot connect to ", info, e));
     SetSqlState(status, SqlStateOf(e));
     return status;
   }
@@ -459,9 +466,7 @@ absl::Status TransactionCounter::Connect() {
     ::pqxx::nontransaction tx(**connection);
     tx.exec("SET statement_timeout = 1000");
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat(
-        "PostgreSQL at ", info.server, ": ",
-        absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets))));
+    return absl::UnavailableError(AtServer("", info, e));
   }
   connection_ = *std::move(connection);
   return absl::OkStatus();
@@ -483,10 +488,9 @@ absl::StatusOr<int64_t> TransactionCounter::Read() {
     text = row[0].c_str();
   } catch (const std::exception& e) {
     connection_.reset();  // Replaced on the next Read.
-    const ConnectionInfo info = ParseConnectionString(connection_string_);
-    return absl::UnavailableError(absl::StrCat(
-        "reading the transaction count of PostgreSQL at ", info.server, ": ",
-        absl::StripTrailingAsciiWhitespace(Scrub(e.what(), info.secrets))));
+    return absl::UnavailableError(
+        AtServer("reading the transaction count of ",
+                 ParseConnectionString(connection_string_), e));
   }
   int64_t count = 0;
   if (!absl::SimpleAtoi(text, &count) || count < 0) {
@@ -495,6 +499,21 @@ absl::StatusOr<int64_t> TransactionCounter::Read() {
         "' for txid_snapshot_xmax, which is not a transaction count"));
   }
   return count;
+}
+
+absl::StatusOr<std::unique_ptr<WriteRateMonitor>> MonitorWriteRate(
+    const std::string& connection_string, WriteRateMonitorOptions options) {
+  if (options.read_count) {
+    return absl::InvalidArgumentError(
+        "MonitorWriteRate: WriteRateMonitorOptions.read_count must be empty "
+        "(it reads the TransactionCounter); got a function");
+  }
+  absl::StatusOr<std::unique_ptr<TransactionCounter>> counter =
+      TransactionCounter::Create(connection_string);
+  if (!counter.ok()) return counter.status();
+  options.read_count = [c = std::shared_ptr<TransactionCounter>(
+                            *std::move(counter))] { return c->Read(); };
+  return WriteRateMonitor::Create(std::move(options));
 }
 
 }  // namespace spillway::pqxx

@@ -664,17 +664,22 @@ TEST_F(ThrottledWriterTest, TransactionCounterNamesAServerItCannotReach) {
               ::testing::Not(HasSubstr("hunter2")));
 }
 
+TEST_F(ThrottledWriterTest, MonitorWriteRateSetsItsOwnReadCount) {
+  WriteRateMonitorOptions options;
+  options.read_count = [] { return absl::StatusOr<int64_t>(0); };
+  const absl::StatusOr<std::unique_ptr<WriteRateMonitor>> monitor =
+      MonitorWriteRate(ConnectionString(), std::move(options));
+  ASSERT_FALSE(monitor.ok());
+  EXPECT_EQ(monitor.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(monitor.status().message()),
+              HasSubstr("read_count must be empty"));
+}
+
 // The monitor on the counter, on the real clock: it sees writes as they
 // commit.
 TEST_F(ThrottledWriterTest, WriteRateMonitorFollowsTheServersCount) {
-  std::shared_ptr<TransactionCounter> counter =
-      ValueOrFail(TransactionCounter::Create(ConnectionString()));
-  ASSERT_NE(counter, nullptr);
-  WriteRateMonitorOptions options;
-  options.read_count = [counter] { return counter->Read(); };
-  options.interval = absl::Milliseconds(5);
-  std::unique_ptr<WriteRateMonitor> monitor =
-      ValueOrFail(WriteRateMonitor::Create(std::move(options)));
+  std::unique_ptr<WriteRateMonitor> monitor = ValueOrFail(MonitorWriteRate(
+      ConnectionString(), {.interval = absl::Milliseconds(5)}));
   ASSERT_NE(monitor, nullptr);
   ASSERT_TRUE(monitor->Latest().has_value());
   const int64_t before = monitor->Latest()->writes;

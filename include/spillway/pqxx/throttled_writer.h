@@ -90,6 +90,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "spillway/throttle.h"
+#include "spillway/write_rate.h"
 
 // libpqxx 6 and 7 both name the default transaction `pqxx::work`. The
 // connection is included, not forward-declared: in libpqxx 6 `pqxx::connection`
@@ -192,11 +193,9 @@ class ThrottledWriter {
 // goodput. It is read from shared memory at once, where the statistics
 // views (pg_stat_database.xact_commit) lag by up to a second.
 //
-//   auto counter = spillway::pqxx::TransactionCounter::Create(conninfo);
-//   spillway::WriteRateMonitorOptions rate;
-//   rate.read_count = [c = std::shared_ptr(std::move(*counter))] {
-//     return c->Read();
-//   };
+//   auto monitor = spillway::pqxx::MonitorWriteRate(conninfo);
+//   auto limit = spillway::MakeDefaultLimit(
+//       {.database_rate = std::move(*monitor)});
 //
 // It holds its own connection, with statement_timeout = 1 s, replaced on
 // the next Read after a failure. Put `connect_timeout` in the connection
@@ -225,6 +224,15 @@ class TransactionCounter {
   // Null after a failure, until the next Read reconnects.
   std::unique_ptr<::pqxx::connection> connection_;
 };
+
+// A WriteRateMonitor (write_rate.h) reading a TransactionCounter on
+// `connection_string`: what KneeLimitOptions::database_rate wants for
+// PostgreSQL. `options` as for WriteRateMonitor::Create, except that
+// `read_count` must be empty: it is set here. Errors: those of
+// TransactionCounter::Create and WriteRateMonitor::Create; InvalidArgument
+// when `read_count` is set. Thread-safe.
+absl::StatusOr<std::unique_ptr<WriteRateMonitor>> MonitorWriteRate(
+    const std::string& connection_string, WriteRateMonitorOptions options = {});
 
 }  // namespace spillway::pqxx
 

@@ -180,11 +180,10 @@ struct KneeLimitOptions {
   int rebaseline_windows = 20;
 
   // The database's count of completed writes, from every client
-  // (write_rate.h; for PostgreSQL, a WriteRateMonitor on
-  // spillway::pqxx::TransactionCounter). When set, the throughput probe
-  // (above) widens the band while each widening buys throughput. Read once
-  // per window, never per write. Default: nullptr (the band stays
-  // latency_tolerance).
+  // (write_rate.h; for PostgreSQL, spillway::pqxx::MonitorWriteRate). When set,
+  // the throughput probe (above) widens the band while each widening buys
+  // throughput. Read once per window, never per write. Default: nullptr (the
+  // band stays latency_tolerance).
   std::shared_ptr<const DatabaseWriteRate> database_rate;
 
   // The widest band the throughput probe may reach. Default: 8 (PostgreSQL

@@ -20,8 +20,8 @@
 //   knee.database_rate = std::shared_ptr<spillway::WriteRateMonitor>(
 //       std::move(*monitor));
 //
-// For PostgreSQL, spillway::pqxx::TransactionCounter (pqxx/throttled_writer.h)
-// is a `read_count`.
+// For PostgreSQL, spillway::pqxx::MonitorWriteRate (pqxx/throttled_writer.h)
+// builds a monitor on a TransactionCounter.
 //
 // Thread safety: `Latest` is thread-safe and lock-free; the monitor's
 // thread is the only one that calls `read_count`.

@@ -30,7 +30,7 @@
 // accumulator on its own cache line: running totals of count and RTT and
 // the window's smallest RTT and largest in-flight count, tagged with the
 // window's epoch. The first 32 threads alive at once each own a shard
-// outright: their running totals are a relaxed load and store (no
+// outright: their running totals are loads and release stores (no
 // lock-prefixed instruction on the sample path; a thread's first sample
 // claims its shard, which registers the release at thread exit with the C++
 // runtime, one small allocation per thread); threads beyond them share 8
@@ -40,7 +40,8 @@
 // moves the epoch on and calls the algorithm. A sample that races the
 // close of its window (its update lands after the closer read its shard)
 // counts in the next window, except for its minimum RTT and in-flight
-// count. Nothing is lost or counted twice, whatever the number of threads.
+// count; a shard's count and RTT sum are read as one exact pair. Nothing
+// is lost or counted twice, whatever the number of threads.
 // Percentile aggregation keeps the last 64 RTTs of each shard.
 //
 // Thread safety: all methods are thread-safe; OnSample is lock-free.
@@ -140,8 +141,10 @@ class WindowedLimit final : public Limit {
   // by the closer. The counts and sums are running totals, never reset: a
   // window's share is the difference from what the closer read at the
   // previous close (`taken_`), so a sample costs two plain stores (two
-  // fetch-adds on a shared shard) and no epoch check. The smallest RTT and
-  // the largest
+  // fetch-adds on a shared shard) and no epoch check. Each count and its sum
+  // are read as one exact pair (lib/core/running_total.h): a window's average
+  // is the average of the samples it counted, even when the closer is
+  // preempted while its writers go on. The smallest RTT and the largest
   // in-flight count are per window: those words hold the window epoch in
   // their top 16 bits and the value in the low 48, and a word from another
   // epoch reads as zero.
@@ -149,14 +152,18 @@ class WindowedLimit final : public Limit {
   // 64-byte lines in pairs, so neighbours 64 bytes apart still contend
   // (folly's hardware_destructive_interference_size is 128 for this reason).
   struct alignas(128) Shard {
-    std::atomic<uint64_t> count{0};        // Successful samples, ever.
-    std::atomic<uint64_t> sum_ns{0};       // Their RTTs, summed.
-    std::atomic<uint64_t> drops{0};        // Dropped samples, ever.
-    std::atomic<uint64_t> drop_sum_ns{0};  // Their RTTs, summed.
-    std::atomic<uint64_t> min_ns{0};       // Smallest RTT (any outcome).
+    // Successful samples: their RTTs summed with the count in the low bits,
+    // and their count (the two words of an internal::RunningTotal).
+    std::atomic<uint64_t> ok_packed{0};
+    std::atomic<uint64_t> ok_count{0};
+    // Dropped samples, likewise.
+    std::atomic<uint64_t> drop_packed{0};
+    std::atomic<uint64_t> drop_count{0};
+    std::atomic<uint64_t> min_ns{0};  // Smallest RTT (any outcome).
     std::atomic<uint64_t> max_in_flight{0};
   };
-  // A shard's running totals as the closer last took them (closer-only).
+  // A shard's running totals as the closer last took them (closer-only):
+  // count and sum of successful samples, then of dropped ones.
   struct Taken {
     uint64_t count = 0;
     uint64_t sum_ns = 0;

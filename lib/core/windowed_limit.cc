@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "core/running_total.h"
 #include "core/shard.h"
 
 namespace spillway {
@@ -26,19 +27,8 @@ uint64_t ValueIn(uint64_t word, uint64_t tag) {
   return (word & ~kValueMask) == tag ? word & kValueMask : 0;
 }
 
-// Running totals. A thread with an exclusive slot is its shard's only
-// writer: a relaxed load and store, no lock-prefixed instruction (the two
-// fetch-adds it replaces cost 8 ns a sample on the benchmark machine).
-// Threads beyond the exclusive slots share shards and fetch-add, so they
-// lose nothing either. 2^64 ns of RTT is 584 years: they do not wrap.
-uint64_t Add(std::atomic<uint64_t>& w, uint64_t v, bool exclusive) {
-  if (exclusive) {
-    const uint64_t old = w.load(std::memory_order_relaxed);
-    w.store(old + v, std::memory_order_relaxed);
-    return old;
-  }
-  return w.fetch_add(v, std::memory_order_relaxed);
-}
+using internal::RunningTotal;
+
 // Min and max: a relaxed load, and a compare-exchange only when the value
 // moves (a few times a window), so writers sharing a shard lose no update.
 // 0 means "none yet", so the minimum is kept as value + 1.
@@ -166,12 +156,16 @@ void WindowedLimit::OnSample(const LimitSample& sample) {
   const bool exclusive = internal::IsExclusiveSlot(shard);
   Shard& s = shards_[shard];
   const uint64_t rtt = static_cast<uint64_t>(rtt_ns);
+  // Running totals. A thread with an exclusive slot is its shard's only
+  // writer: relaxed loads and release stores, no lock-prefixed instruction
+  // (the two fetch-adds they replace cost 8 ns a sample on the benchmark
+  // machine). Threads beyond the exclusive slots share shards and
+  // fetch-add, so they lose nothing either.
   if (sample.dropped) {
-    Add(s.drop_sum_ns, rtt, exclusive);
-    Add(s.drops, 1, exclusive);
+    RunningTotal(s.drop_packed, s.drop_count).Add(rtt, exclusive);
   } else {
-    Add(s.sum_ns, rtt, exclusive);
-    const uint64_t n = Add(s.count, 1, exclusive);
+    const uint64_t n =
+        RunningTotal(s.ok_packed, s.ok_count).Add(rtt, exclusive);
     if (ring_ != nullptr) {
       ring_[shard * kRing + n % kRing].store(tag | std::min(kValueMask, rtt),
                                              std::memory_order_relaxed);
@@ -203,20 +197,27 @@ void WindowedLimit::MaybeClose(int64_t end_ns) {
   const uint64_t epoch = window_.epoch.load(std::memory_order_relaxed);
   const uint64_t tag = Tag(epoch);
   uint64_t count = 0, sum = 0, drops = 0, drop_sum = 0, min1 = 0, max_in = 0;
-  // A sample racing this read may be in a count and not yet in its sum (or
-  // the other way round): the window is off by that one RTT, and the next
-  // window makes up for it.
+  // Each count is read with its sum as one pair: a sample racing this read
+  // is in both or in neither (then in the next window).
   std::array<Taken, kShards> now;
   for (int i = 0; i < kShards; ++i) {
     Shard& s = shards_[i];
-    now[i] = {s.count.load(std::memory_order_relaxed),
-              s.sum_ns.load(std::memory_order_relaxed),
-              s.drops.load(std::memory_order_relaxed),
-              s.drop_sum_ns.load(std::memory_order_relaxed)};
-    count += now[i].count - taken_[i].count;
-    sum += now[i].sum_ns - taken_[i].sum_ns;
-    drops += now[i].drops - taken_[i].drops;
-    drop_sum += now[i].drop_sum_ns - taken_[i].drop_sum_ns;
+    RunningTotal::Pair ok, dropped;
+    if (!RunningTotal(s.ok_packed, s.ok_count).Read(&ok) ||
+        !RunningTotal(s.drop_packed, s.drop_count).Read(&dropped)) {
+      // The writers outran every read: a later sample closes the window.
+      closing_.store(false, std::memory_order_release);
+      return;
+    }
+    now[i] = {ok.count, ok.sum, dropped.count, dropped.sum};
+    const RunningTotal::Pair new_ok =
+        ok.Since({taken_[i].count, taken_[i].sum_ns});
+    const RunningTotal::Pair new_dropped =
+        dropped.Since({taken_[i].drops, taken_[i].drop_sum_ns});
+    count += new_ok.count;
+    sum += new_ok.sum;
+    drops += new_dropped.count;
+    drop_sum += new_dropped.sum;
     const uint64_t m = ValueIn(s.min_ns.load(std::memory_order_relaxed), tag);
     if (m != 0 && (min1 == 0 || m < min1)) min1 = m;
     max_in = std::max(

@@ -100,7 +100,7 @@ class RunningTotal {
                      Pair* out) {
     if (second - first >= (kCountMask + 1) / 2) return false;
     const uint64_t count = first + ((packed - first) & kCountMask);
-    *out = {count, ((packed - count) >> kCountBits) & kSumMask};
+    *out = {count, (packed - count) >> kCountBits};
     return true;
   }
 

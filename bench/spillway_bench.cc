@@ -27,15 +27,15 @@
 namespace spillway::bench {
 namespace {
 
-Clock& SimClock() {
+testing::SimulatedClock& SimClock() {
   static testing::SimulatedClock* const clock = new testing::SimulatedClock();
   return *clock;
 }
 Clock& RealClock() { return SteadyClock::Default(); }
 
 // One shared object per clock, built before any benchmark thread starts.
-// Rate and burst are large enough that the bucket never runs dry, so every
-// iteration measures a successful consume.
+// Rate and burst are the most TokenBucket allows, so every iteration
+// measures a successful consume (on the simulated clock, see Refill).
 TokenBucket& Bucket(Clock& clock) {
   TokenBucketOptions o;
   o.rate = 1e9;
@@ -65,12 +65,15 @@ ConcurrencyLimiter& DefaultLimiter(Clock& clock) {
 }
 
 struct Fixtures {
-  explicit Fixtures(Clock& clock)
-      : bucket(Bucket(clock)),
+  Fixtures(Clock& clock, testing::SimulatedClock* sim)
+      : sim_clock(sim),
+        bucket(Bucket(clock)),
         limiter(Limiter(clock)),
         default_limiter(DefaultLimiter(clock)),
         mutex_bucket(clock, 1e9, 1e9),
         mutex_limiter(clock, 20) {}
+  // The clock when it is the simulated one, else null.
+  testing::SimulatedClock* const sim_clock;
   TokenBucket& bucket;
   ConcurrencyLimiter& limiter;
   ConcurrencyLimiter& default_limiter;
@@ -79,24 +82,41 @@ struct Fixtures {
 };
 
 Fixtures& Sim() {
-  static Fixtures* const f = new Fixtures(SimClock());
+  static Fixtures* const f = new Fixtures(SimClock(), &SimClock());
   return *f;
 }
 Fixtures& Real() {
-  static Fixtures* const f = new Fixtures(RealClock());
+  static Fixtures* const f = new Fixtures(RealClock(), nullptr);
   return *f;
 }
 
-void BM_TokenBucket_TryConsume(benchmark::State& state, Fixtures* f) {
+// On the simulated clock time stands still, and a bucket of 1e9 tokens
+// would run dry after 1e9 consumes, a few runs of this program, and then
+// time refusals instead. Every 2^20 iterations each thread moves the clock
+// on by a second, which refills it at a negligible cost per iteration.
+// `rejected` counts refusals: none at one thread; at two, a few dozen in
+// tens of millions, from a thread whose clock reading predates the other's
+// advance (the bucket is full at the new time and empty at the old one: an
+// old reading mints nothing).
+template <typename Bucket>
+void TryConsumeLoop(benchmark::State& state, Fixtures* f, Bucket& bucket) {
+  int64_t rejected = 0;
+  uint32_t i = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(f->bucket.TryConsume(1));
+    if (!bucket.TryConsume(1)) ++rejected;
+    if (f->sim_clock != nullptr && (++i & ((1u << 20) - 1)) == 0) {
+      f->sim_clock->Advance(absl::Seconds(1));
+    }
   }
+  state.counters["rejected"] = static_cast<double>(rejected);
+}
+
+void BM_TokenBucket_TryConsume(benchmark::State& state, Fixtures* f) {
+  TryConsumeLoop(state, f, f->bucket);
 }
 
 void BM_MutexTokenBucket_TryConsume(benchmark::State& state, Fixtures* f) {
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(f->mutex_bucket.TryConsume(1));
-  }
+  TryConsumeLoop(state, f, f->mutex_bucket);
 }
 
 void AcquireRelease(benchmark::State& state, ConcurrencyLimiter& limiter) {

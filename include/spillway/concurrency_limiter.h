@@ -63,8 +63,9 @@
 // by priority and reason, in-flight, limit, queued, outcomes, latency.
 //
 // Locking: `TryAcquire` and the release of a permit are lock-free (one
-// compare-exchange to admit, one to release) and allocation-free, and make
-// no system call (the steady clock is read through the vDSO). A thread
+// compare-exchange to admit, one fetch-sub to release) and allocation-free,
+// and make no system call (the steady clock is read through the vDSO, once
+// to admit, after the compare-exchange, and once to release). A thread
 // whose compare-exchange loses to another core's pauses (2048 pause
 // instructions, about 20 us; doubling on further losses, at most 8192)
 // before it retries, so the winner runs on a cache line it keeps: at two
@@ -212,6 +213,8 @@ class Permit {
 
   // What the permit was admitted with. Not thread-safe on one permit.
   Priority priority() const { return priority_; }
+  // When it was admitted (the start of its RTT): the limiter's clock read
+  // just after admission, or for a waiter, when a release handed it a slot.
   MonotonicTime start() const { return start_; }
   // In-flight writes when this one was admitted, itself included.
   int in_flight_at_admission() const { return in_flight_; }
@@ -314,13 +317,18 @@ class ConcurrencyLimiter {
   };
   // Computes the shares at `limit` (the header comment's formulas).
   Shares ComputeShares(int64_t limit) const;
+  // The clock, read at most once per admission, and before the decision
+  // only when a priority hold must be checked (lib/core/
+  // concurrency_limiter.cc).
+  class AdmissionTime;
   // Whether `word` (in-flight counts, `total` in all) admits one more
   // write of `p` at `limit` with shares `shares`; if not, sets `why`.
+  // Clears p's priority hold once it has expired.
   bool Admissible(int p, uint64_t word, int64_t total, int64_t limit,
-                  const Shares& shares, int64_t now_ns, Reason* why) const;
+                  const Shares& shares, AdmissionTime* now, Reason* why);
   // One compare-exchange admission attempt loop for `p`, ignoring waiters.
   // On success returns true and the total in flight after admission.
-  bool TryAdmit(int p, int64_t now_ns, int* in_flight, Reason* why);
+  bool TryAdmit(int p, AdmissionTime* now, int* in_flight, Reason* why);
   // Releases `permit`; `end` is when the write ended (read by the caller,
   // unused for kIgnored).
   void Release(const Permit& permit, Outcome outcome, MonotonicTime end);
@@ -328,8 +336,7 @@ class ConcurrencyLimiter {
   Admission Admit(int p, MonotonicTime start, int in_flight);
   // Counts the rejection and, for a refused priority with lower ones below
   // it, starts (or extends) its pressure period.
-  Admission Reject(int p, Reason why, int64_t now_ns);
-  int64_t NowNs() const;
+  Admission Reject(int p, Reason why, AdmissionTime* now);
   // Hands free slots to waiters. Takes the queue's mutex.
   void ServeWaiters();
 

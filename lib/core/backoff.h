@@ -57,9 +57,9 @@ class Backoff {
   // Measured on the benchmark machine (two threads on one object, bench/
   // spillway_bench.cc): 64 pauses after a failure recovered most of the
   // throughput lost to contention for the token bucket's single
-  // compare-exchange, but the limiter (a compare-exchange to admit, one to
-  // release, the sample between) needs streaks long enough to pay for the
-  // transfers that end them: at two threads it took 35-39 ns an operation
+  // compare-exchange, but the limiter (then a compare-exchange to admit,
+  // one to release, the sample between) needs streaks long enough to pay for
+  // the transfers that end them: at two threads it took 35-39 ns an operation
   // with 64 pauses, 20 ns with 256, 16-20 ns with 1024 and 14-18 ns with
   // 2048, where one thread alone takes 17 ns.
   static constexpr int kFirstPauses = 2048;

@@ -500,6 +500,15 @@ TEST_F(LimiterTest, RefusedHigherPriorityStopsLowerOnesBorrowing) {
   EXPECT_EQ(limiter->TryAcquire(Priority::kBatch).rejection().reason,
             Reason::kPriorityPressure);
   clock_.Advance(absl::Milliseconds(1));
+  Permit borrowed = std::move(limiter->TryAcquire(Priority::kBatch)).permit();
+  ASSERT_TRUE(borrowed.valid());
+  // The expired hold was cleared; the next refusal of critical starts a new
+  // one, as the first did.
+  EXPECT_FALSE(limiter->TryAcquire(Priority::kCritical).ok());
+  borrowed = Permit();
+  EXPECT_EQ(limiter->TryAcquire(Priority::kBatch).rejection().reason,
+            Reason::kPriorityPressure);
+  clock_.Advance(absl::Milliseconds(100));
   EXPECT_TRUE(limiter->TryAcquire(Priority::kBatch).ok());
 }
 

@@ -10,9 +10,10 @@
 //   auto bucket = spillway::TokenBucket::Create({.rate = 1, .burst = 1,
 //                                                .initial_tokens = 0,
 //                                                .clock = &clock});
-//   clock.Advance(absl::Milliseconds(999));  // (*bucket)->TryConsume() ==
-//   false clock.Advance(absl::Milliseconds(1));    // (*bucket)->TryConsume()
-//   == true
+//   clock.Advance(absl::Milliseconds(999));
+//   // (*bucket)->TryConsume() is false: 0.999 tokens.
+//   clock.Advance(absl::Milliseconds(1));
+//   // (*bucket)->TryConsume() is true.
 //
 // `Now()` is one atomic load, so the simulated clock is also the cheap clock
 // of spillway's benchmarks, isolating the cost of synchronization.

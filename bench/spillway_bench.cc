@@ -158,7 +158,8 @@ void BM_MutexLimiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
 // retried at once on failure, the least any single-word lock-free gate can
 // cost uncontended, and what two threads trading its cache line cost
 // without backoff (lib/core/backoff.h). The token bucket does one per
-// admission; the limiter one to admit and one to release.
+// admission; the limiter one to admit and a fetch-sub (also a locked
+// read-modify-write) to release.
 void BM_SharedWordCas(benchmark::State& state) {
   static std::atomic<int64_t> word{0};
   for (auto _ : state) {

@@ -377,10 +377,11 @@ class ConcurrencyLimiter {
   // written), so a cache line of its own.
   alignas(128) std::atomic<uint64_t> waiting_{0};
   // Per priority, the clock time (ns) until which it may not borrow,
-  // because a higher priority was refused: one load per borrowing
-  // admission. A refusal of p writes the entries of the priorities below
-  // p, and only when one moves by more than an eighth of priority_hold, so
-  // the line stays mostly shared.
+  // because a higher priority was refused; 0 for none: one load per
+  // borrowing admission, which reads the clock only when it is not 0 and
+  // clears it once expired. A refusal of p writes the entries of the
+  // priorities below p, and only when one moves by more than an eighth of
+  // priority_hold, so the line stays mostly shared.
   alignas(
       128) std::array<std::atomic<int64_t>, kNumPriorities> hold_until_ns_{};
   // Last limit reported to the gauge, to set it only on change.

@@ -209,6 +209,7 @@ int KneeLimit::Update(const WindowSample& window, int limit) {
 
 void KneeLimit::EndProbe(int rest_windows) {
   trial_tolerance_ = tolerance_;
+  narrow_passes_ = 0;
   stage_ = Stage::kBase;
   stage_windows_ = 0;
   measure_from_.reset();
@@ -284,6 +285,14 @@ void KneeLimit::Probe(const WindowSample& window, int limit_in_force) {
   // band that pays.
   const bool keep =
       up ? rate >= base_rate_ * (1 + g) : rate >= base_rate_ * (1 - g / 5);
+  if (keep && !up && ++narrow_passes_ < kNarrowTrials) {
+    // A narrower band must pass again, against a fresh measurement of the
+    // accepted band: measure the pair once more, without a rest.
+    trial_tolerance_ = tolerance_;
+    stage_ = Stage::kBase;
+    return;
+  }
+  narrow_passes_ = 0;
   if (keep) {
     // The trial band is the new band, and `rate` its rate: try the next
     // step the same way at once.

@@ -374,6 +374,16 @@ double GroupCommit(double n) { return 1 - 0.4 * std::exp(-(n - 1) / 3.5); }
 // A database that queues: flat latency up to 8 writers, then only queueing.
 double Queueing(double n) { return std::min(n, 8.0) / 8; }
 
+// One window of `limit` writes in flight, each taking `latency_ms`, ending
+// at `at`; returns the new limit.
+int UpdateAt(KneeLimit& k, milliseconds at, double latency_ms, int limit) {
+  return k.Update(
+      Window(at,
+             std::chrono::nanoseconds(static_cast<int64_t>(latency_ms * 1e6)),
+             limit),
+      limit);
+}
+
 struct Drive {
   std::vector<int> limits;
   std::vector<double> tolerances;
@@ -474,11 +484,7 @@ TEST(KneeLimitProbeTest, ANoisyOrMissingRateChangesNothing) {
     at += milliseconds(50);
     rate->reading.reset();
     const double latency = ModelDatabase{GroupCommit}.LatencyMs(limit);
-    limit = k->Update(
-        Window(at,
-               std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
-               limit),
-        limit);
+    limit = UpdateAt(*k, at, latency, limit);
     EXPECT_LE(k->tolerance(), 3.0);  // At most one trial step.
   }
   EXPECT_EQ(k->accepted_tolerance(), 2.0);
@@ -498,11 +504,7 @@ TEST(KneeLimitProbeTest, ACountThatGoesBackwardsEndsTheProbe) {
     const double latency = ModelDatabase{GroupCommit}.LatencyMs(limit);
     count = i % 5 == 0 ? 0 : count + 50 * limit / latency;
     rate->reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
-    limit = k->Update(
-        Window(at,
-               std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
-               limit),
-        limit);
+    limit = UpdateAt(*k, at, latency, limit);
   }
   EXPECT_EQ(k->accepted_tolerance(), 2.0);
 }
@@ -565,11 +567,7 @@ TEST(KneeLimitProbeTest, NoiseSeldomNarrowsABandThatPays) {
           ModelDatabase{GroupCommit}.LatencyMs(limit) / speed;
       count += 50 * limit / latency;
       rate->reading = WriteCountReading{static_cast<int64_t>(count), kT0 + at};
-      limit = k->Update(
-          Window(at,
-                 std::chrono::nanoseconds(static_cast<int64_t>(latency * 1e6)),
-                 limit),
-          limit);
+      limit = UpdateAt(*k, at, latency, limit);
       narrowings += k->accepted_tolerance() < accepted;
       accepted = k->accepted_tolerance();
       if (i >= kWindows / 2) narrow_windows += k->tolerance() < 4.5;

@@ -533,8 +533,9 @@ TEST(KneeLimitProbeTest, IdleWindowsAndDropsEndAProbe) {
 
 // The group-commit database of the tests above, with the noise a real one
 // has: every window's speed varies by 10% (white), times a slow wander of
-// 10% that stays correlated for about a second (PostgreSQL here: 0.8 s
-// rates at one limit differed by 5-20%). Narrower bands cost throughput
+// 10% that stays correlated for about a second (PostgreSQL here: the same
+// client count measured twice differed by a median 4% and up to 31%;
+// knee_limit.h). Narrower bands cost throughput
 // here, so noise must seldom buy one: a narrower trial is kept only after
 // it passed twice. With one pass, 20 seeds narrowed 13.1 times each in
 // 200 s and spent 33% of the second half below 4.5x (92.6% of the peak);

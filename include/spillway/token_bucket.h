@@ -31,7 +31,8 @@
 // range). Comparisons are exact integer arithmetic, so accuracy does not
 // decay with uptime or rate: a token is there at the refill instant, not a
 // rounding error later. The only rounding is of one token's worth of time,
-// n * 16e9 / rate units, to an integer, once per call (at most 1/32 ns).
+// n * 16e9 / rate units, to an even integer, once per call (at most 1/16
+// ns).
 // Hence `burst / rate`, the time to fill the bucket, may be at most 1e8 s.
 //
 // Rate changes: `SetRate` keeps the tokens the bucket holds (capped at the
@@ -40,7 +41,16 @@
 // buffers: readers never wait on a writer, they retry if the generation
 // moved under them), on a cache line apart from `zero_time`. While a change is
 // being applied, a concurrent `TryConsume` refuses conservatively rather than
-// mixing old and new parameters.
+// mixing old and new parameters. The low bit of `zero_time` is the active
+// slot's index (every amount added to it is even, and `now` is a multiple
+// of 16, so the bit never changes a comparison): a consume that read the
+// old parameters and then lost the race to a `SetRate` cannot
+// compare-exchange afterwards even where the rebased `zero_time` equals the
+// one it read (at a balance of exactly zero, say), so every consume is
+// charged at the rate in force when it lands. The one interleaving left is a
+// consume stalled between its read and its compare-exchange across two or
+// more `SetRate` calls that return to the slot it read, finding `zero_time`
+// at the value it read: it is charged at the rate it read.
 //
 // Metrics: decisions go to `spillway_admitted_total` and
 // `spillway_rejected_total` with gate="token_bucket", priority="any"; rate
@@ -162,8 +172,8 @@ class TokenBucket {
   struct Params {
     double rate;
     double burst;
-    double units_per_token;  // 16e9 / rate: consuming multiplies.
-    int64_t burst_units;     // Time to fill the bucket, in units.
+    double half_units_per_token;  // 8e9 / rate: consuming multiplies.
+    int64_t burst_units;          // Time to fill the bucket, in units.
   };
   // Reads the parameters of generation `gen`. Relaxed atomics, so a slot
   // rewritten under a slow reader is a retry, never a data race.
@@ -178,11 +188,17 @@ class TokenBucket {
   // A consistent snapshot outside any SetRate: retries torn reads and
   // yields while a SetRate is applying its change.
   Snapshot ReadStable() const;
-  // Time worth of `n` tokens, in units, rounded to the nearest unit.
+  // Time worth of `n` tokens, in units, rounded to the nearest even count.
   static int64_t Need(double n, const Params& params);
+  // The tag of generation `gen`, its slot index: `zero_time` holds the
+  // (even) instant minus the tag.
+  static int64_t Tag(uint64_t gen) {
+    return static_cast<int64_t>((gen >> 1) & 1);
+  }
 
   // The state, on two cache lines:
-  //   zero_time  units since `origin_` at which the bucket is (was) empty;
+  //   zero_time  units since `origin_` at which the bucket is (was) empty,
+  //              an even count, minus the tag of the generation (0 or 1);
   //              written by every consume, so alone on its line;
   //   generation even when stable, odd while SetRate applies a change; the
   //              active parameter slot is (generation / 2) % 2;
@@ -195,7 +211,7 @@ class TokenBucket {
     struct Slot {
       std::atomic<double> rate{0};
       std::atomic<double> burst{0};
-      std::atomic<double> units_per_token{0};
+      std::atomic<double> half_units_per_token{0};
       std::atomic<int64_t> burst_units{0};
     } slots[2];
   };

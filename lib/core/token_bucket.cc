@@ -45,6 +45,12 @@ absl::Status CheckFillTime(absl::string_view what, double rate, double burst) {
   return absl::OkStatus();
 }
 
+// `tokens` worth of time in units, rounded to the nearest even unit count
+// (the low bit of the state is the generation tag; see token_bucket.h).
+int64_t EvenUnits(double tokens, double half_units_per_token) {
+  return 2 * std::llround(tokens * half_units_per_token);
+}
+
 // Rounds a non-negative unit count up to whole nanoseconds.
 absl::Duration CeilNanoseconds(int64_t units, int64_t units_per_ns) {
   return absl::Nanoseconds((units + units_per_ns - 1) / units_per_ns);
@@ -105,14 +111,16 @@ TokenBucket::TokenBucket(const TokenBucketOptions& options)
   burst_gauge_ = sink.Gauge(metrics::kBucketBurst, {options.name});
 
   State::Slot& slot = state_.slots[0];
-  const double units_per_token = kUnitsPerSecond / options.rate;
+  const double half_units_per_token = kUnitsPerSecond / options.rate / 2;
   slot.rate.store(options.rate, std::memory_order_relaxed);
   slot.burst.store(options.burst, std::memory_order_relaxed);
-  slot.units_per_token.store(units_per_token, std::memory_order_relaxed);
-  slot.burst_units.store(std::llround(options.burst * units_per_token),
+  slot.half_units_per_token.store(half_units_per_token,
+                                  std::memory_order_relaxed);
+  slot.burst_units.store(EvenUnits(options.burst, half_units_per_token),
                          std::memory_order_relaxed);
+  // Generation 0: slot 0, tag 0.
   const double initial = options.initial_tokens.value_or(options.burst);
-  state_.zero_time.store(-std::llround(initial * units_per_token),
+  state_.zero_time.store(-EvenUnits(initial, half_units_per_token),
                          std::memory_order_relaxed);
   state_.generation.store(0, std::memory_order_release);
   rate_gauge_->Set(options.rate);
@@ -130,8 +138,8 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t TokenBucket::Need(
     double n, const Params& params) {
   // n <= burst here, so this is at most burst_units: no overflow. Adding 0.5
   // and truncating rounds a non-negative value to nearest without a libm
-  // call.
-  return static_cast<int64_t>(n * params.units_per_token + 0.5);
+  // call; doubling keeps the tag bit of whatever it is added to.
+  return 2 * static_cast<int64_t>(n * params.half_units_per_token + 0.5);
 }
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline TokenBucket::Params TokenBucket::LoadParams(
@@ -139,7 +147,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline TokenBucket::Params TokenBucket::LoadParams(
   const State::Slot& slot = state_.slots[(gen >> 1) & 1];
   return Params{slot.rate.load(std::memory_order_relaxed),
                 slot.burst.load(std::memory_order_relaxed),
-                slot.units_per_token.load(std::memory_order_relaxed),
+                slot.half_units_per_token.load(std::memory_order_relaxed),
                 slot.burst_units.load(std::memory_order_relaxed)};
 }
 
@@ -190,8 +198,11 @@ bool TokenBucket::TryConsume(double n, absl::Duration* retry_after) {
     //   tokens(now) >= n  <=>  zero_time + need <= now
     //   next = max(zero_time + need, now - burst_units + need)
     // next > zero_time for n > 0: a consume never moves zero_time back.
+    // Both candidates carry the generation's tag (need and burst_units are
+    // even), and the tag never changes a comparison with `now` (see
+    // token_bucket.h).
     const int64_t need = Need(n, params);
-    const int64_t full_next = now - params.burst_units + need;
+    const int64_t full_next = now - Tag(gen) - params.burst_units + need;
     int64_t zero_time = state_.zero_time.load(std::memory_order_acquire);
     internal::Backoff backoff;
     for (;;) {
@@ -233,8 +244,8 @@ std::optional<absl::Duration> TokenBucket::ConsumeWithBorrow(double n) {
     }
     // As TryConsume, without the refusal: next may lie in the future (debt).
     const int64_t need = Need(n, params);
-    const int64_t next =
-        std::max(zero_time + need, now - params.burst_units + need);
+    const int64_t next = std::max(
+        zero_time + need, now - Tag(snap.gen) - params.burst_units + need);
     if (state_.zero_time.compare_exchange_strong(zero_time, next,
                                                  std::memory_order_acq_rel,
                                                  std::memory_order_relaxed)) {
@@ -256,7 +267,8 @@ void TokenBucket::Return(double n) {
     int64_t& zero_time = snap.zero_time;
     // Never above burst: zero_time no earlier than now - burst_units.
     const int64_t give = Need(std::min(n, params.burst), params);
-    const int64_t next = std::max(zero_time - give, now - params.burst_units);
+    const int64_t next =
+        std::max(zero_time - give, now - Tag(snap.gen) - params.burst_units);
     if (state_.zero_time.compare_exchange_strong(zero_time, next,
                                                  std::memory_order_acq_rel,
                                                  std::memory_order_relaxed)) {
@@ -269,9 +281,9 @@ void TokenBucket::Return(double n) {
 double TokenBucket::Available() const {
   const int64_t now = Units(clock_.Now());
   const Snapshot snap = ReadStable();
-  const int64_t accrued = now - snap.zero_time;
+  const int64_t accrued = now - (snap.zero_time + Tag(snap.gen));
   if (accrued >= snap.params.burst_units) return snap.params.burst;
-  return static_cast<double>(accrued) / snap.params.units_per_token;
+  return static_cast<double>(accrued) / 2 / snap.params.half_units_per_token;
 }
 
 absl::Status TokenBucket::SetRate(double rate, double burst) {
@@ -289,22 +301,29 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
   std::lock_guard<std::mutex> lock(set_rate_mu_);
   const uint64_t gen = state_.generation.load(std::memory_order_relaxed);
   const Params old = LoadParams(gen);
-  const double units_per_token = kUnitsPerSecond / rate;
-  const int64_t burst_units = std::llround(burst * units_per_token);
+  const double half_units_per_token = kUnitsPerSecond / rate / 2;
+  const int64_t burst_units = EvenUnits(burst, half_units_per_token);
 
   // 1. Mark the change (odd generation): consumers stop pairing the old
   //    parameters with zero_time. 2. Rebase zero_time: the balance now,
   //    computed with the old parameters and capped at the new burst,
-  //    expressed in the new rate. 3. Fill the inactive slot and publish it.
+  //    expressed in the new rate and tagged with the new slot: a consume
+  //    that read the old parameters can no longer compare-exchange, even
+  //    where the rebased time equals the old (at a balance of exactly
+  //    zero). 3. Fill the inactive slot and publish it.
   state_.generation.store(gen + 1, std::memory_order_relaxed);
   std::atomic_thread_fence(std::memory_order_release);
   const int64_t now = Units(clock_.Now());
+  const int64_t old_tag = Tag(gen);
+  const int64_t new_tag = Tag(gen + 2);
   int64_t zero_time = state_.zero_time.load(std::memory_order_acquire);
   for (;;) {
+    const int64_t accrued = now - (zero_time + old_tag);
     const double tokens = std::min(
-        burst, static_cast<double>(std::min(now - zero_time, old.burst_units)) /
-                   old.units_per_token);
-    const int64_t next = now - std::llround(tokens * units_per_token);
+        burst, static_cast<double>(std::min(accrued, old.burst_units)) / 2 /
+                   old.half_units_per_token);
+    const int64_t next =
+        now - EvenUnits(tokens, half_units_per_token) - new_tag;
     if (state_.zero_time.compare_exchange_weak(zero_time, next,
                                                std::memory_order_acq_rel,
                                                std::memory_order_acquire)) {
@@ -314,7 +333,8 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
   State::Slot& slot = state_.slots[((gen + 2) >> 1) & 1];
   slot.rate.store(rate, std::memory_order_relaxed);
   slot.burst.store(burst, std::memory_order_relaxed);
-  slot.units_per_token.store(units_per_token, std::memory_order_relaxed);
+  slot.half_units_per_token.store(half_units_per_token,
+                                  std::memory_order_relaxed);
   slot.burst_units.store(burst_units, std::memory_order_relaxed);
   state_.generation.store(gen + 2, std::memory_order_release);
   rate_gauge_->Set(rate);

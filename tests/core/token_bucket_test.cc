@@ -922,6 +922,43 @@ TEST(TokenBucketThreadsTest, ConsumesRacingSetRateAreChargedExactly) {
               kTokenTolerance);
 }
 
+// A rate change rebases the balance into the new rate's units. At a balance
+// of exactly zero the rebased state is the state it replaced, so a consume
+// that read the old rate just before the change could still land after it
+// and be charged the old rate's worth of time (a quarter or four tokens
+// here, not one). Each consumer borrows one token and returns it, so the
+// balance hovers at zero while the rate alternates; every token taken must
+// be given back exactly.
+TEST(TokenBucketThreadsTest,
+     BorrowsAtZeroBalanceRacingSetRateAreChargedExactly) {
+  SimulatedClock clock;
+  std::unique_ptr<TokenBucket> bucket = MakeBucket(
+      BucketOptions(/*rate=*/1024, /*burst=*/1000, /*initial=*/0, &clock));
+  ASSERT_NE(bucket, nullptr);
+  constexpr int kConsumers = 2;
+  std::atomic<int> consumers_done{0};
+  std::atomic<int64_t> rate_changes{0};
+  RunThreads(kConsumers + 1, [&](int t) {
+    if (t == kConsumers) {
+      for (int i = 0; consumers_done.load() < kConsumers; ++i) {
+        ASSERT_TRUE(bucket->SetRate(i % 2 == 0 ? 4096 : 1024, 1000).ok());
+        rate_changes.fetch_add(1);
+      }
+      return;
+    }
+    // At least 50,000 rounds, and on until the changer has switched the
+    // rate 2,000 times (bounded: the threads may be scheduled one by one).
+    for (int i = 0;
+         i < 10'000'000 && (i < 50'000 || rate_changes.load() < 2'000); ++i) {
+      ASSERT_TRUE(bucket->ConsumeWithBorrow(1).has_value());
+      bucket->Return(1);
+    }
+    consumers_done.fetch_add(1);
+  });
+  EXPECT_GE(rate_changes.load(), 2'000);
+  EXPECT_NEAR(bucket->Available(), 0.0, kTokenTolerance);
+}
+
 struct InvalidSetRate {
   std::string name;
   double rate;

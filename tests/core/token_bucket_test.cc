@@ -885,8 +885,20 @@ TEST(TokenBucketTest, SetRateKeepsTheDebt) {
 // number of tokens in either unit: the tokens admitted plus the tokens left
 // add up to the burst exactly. A consume that computed with one rate and
 // landed after the switch to the other would break the sum by a factor of
-// 4; the generation check and the compare-exchange of the full word make it
-// retry instead.
+// 4; the generation check, and the generation's tag in the word the
+// compare-exchange compares, make it retry instead.
+//
+// The rate changer of these tests: alternates the rate between 4096 and 1024
+// tokens per second, at `burst`, until all `consumers` have finished.
+void AlternateRate(TokenBucket& bucket, double burst, int consumers,
+                   const std::atomic<int>& consumers_done,
+                   std::atomic<int64_t>& rate_changes) {
+  for (int i = 0; consumers_done.load() < consumers; ++i) {
+    ASSERT_TRUE(bucket.SetRate(i % 2 == 0 ? 4096 : 1024, burst).ok());
+    rate_changes.fetch_add(1);
+  }
+}
+
 TEST(TokenBucketThreadsTest, ConsumesRacingSetRateAreChargedExactly) {
   SimulatedClock clock;
   std::unique_ptr<TokenBucket> bucket = MakeBucket(BucketOptions(
@@ -898,11 +910,7 @@ TEST(TokenBucketThreadsTest, ConsumesRacingSetRateAreChargedExactly) {
   std::atomic<int64_t> rate_changes{0};
   RunThreads(kConsumers + 1, [&](int t) {
     if (t == kConsumers) {
-      // The rate changer: alternates until every consumer has finished.
-      for (int i = 0; consumers_done.load() < kConsumers; ++i) {
-        ASSERT_TRUE(bucket->SetRate(i % 2 == 0 ? 4096 : 1024, 100000).ok());
-        rate_changes.fetch_add(1);
-      }
+      AlternateRate(*bucket, 100000, kConsumers, consumers_done, rate_changes);
       return;
     }
     // At least 20,000 rounds, and on until the changer has switched the
@@ -940,17 +948,17 @@ TEST(TokenBucketThreadsTest,
   std::atomic<int64_t> rate_changes{0};
   RunThreads(kConsumers + 1, [&](int t) {
     if (t == kConsumers) {
-      for (int i = 0; consumers_done.load() < kConsumers; ++i) {
-        ASSERT_TRUE(bucket->SetRate(i % 2 == 0 ? 4096 : 1024, 1000).ok());
-        rate_changes.fetch_add(1);
-      }
+      AlternateRate(*bucket, 1000, kConsumers, consumers_done, rate_changes);
       return;
     }
     // At least 50,000 rounds, and on until the changer has switched the
     // rate 2,000 times (bounded: the threads may be scheduled one by one).
     for (int i = 0;
          i < 10'000'000 && (i < 50'000 || rate_changes.load() < 2'000); ++i) {
-      ASSERT_TRUE(bucket->ConsumeWithBorrow(1).has_value());
+      if (!bucket->ConsumeWithBorrow(1).has_value()) {
+        ADD_FAILURE() << "a borrow of 1 token was refused";
+        break;  // On to consumers_done, so the changer stops.
+      }
       bucket->Return(1);
     }
     consumers_done.fetch_add(1);

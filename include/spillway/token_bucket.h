@@ -190,8 +190,8 @@ class TokenBucket {
   Snapshot ReadStable() const;
   // Time worth of `n` tokens, in units, rounded to the nearest even count.
   static int64_t Need(double n, const Params& params);
-  // The tag of generation `gen`, its slot index: `zero_time` holds the
-  // (even) instant minus the tag.
+  // The slot index of generation `gen`, which is also its tag: `zero_time`
+  // holds the (even) instant minus the tag.
   static int64_t Tag(uint64_t gen) {
     return static_cast<int64_t>((gen >> 1) & 1);
   }

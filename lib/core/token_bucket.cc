@@ -144,7 +144,7 @@ ABSL_ATTRIBUTE_ALWAYS_INLINE inline int64_t TokenBucket::Need(
 
 ABSL_ATTRIBUTE_ALWAYS_INLINE inline TokenBucket::Params TokenBucket::LoadParams(
     uint64_t gen) const {
-  const State::Slot& slot = state_.slots[(gen >> 1) & 1];
+  const State::Slot& slot = state_.slots[Tag(gen)];
   return Params{slot.rate.load(std::memory_order_relaxed),
                 slot.burst.load(std::memory_order_relaxed),
                 slot.half_units_per_token.load(std::memory_order_relaxed),
@@ -330,7 +330,7 @@ absl::Status TokenBucket::SetRate(double rate, double burst) {
       break;
     }
   }
-  State::Slot& slot = state_.slots[((gen + 2) >> 1) & 1];
+  State::Slot& slot = state_.slots[new_tag];
   slot.rate.store(rate, std::memory_order_relaxed);
   slot.burst.store(burst, std::memory_order_relaxed);
   slot.half_units_per_token.store(half_units_per_token,

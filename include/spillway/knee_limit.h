@@ -122,8 +122,8 @@
 // 98.7-99.9% to 94.9-99.5%. So it is an option, not the default. What it
 // buys: on PostgreSQL with fsync at 16x its peak's clients, twelve runs of
 // an earlier version on one VM held 67-106% of the peak (median 93%),
-// sixteen of this version on another 78-120% (median 87%; README,
-// spillway_pg_bench).
+// thirty-four of this version on another 75-120% (medians 87% and 89% in
+// two sessions; README, spillway_pg_bench).
 // The probe is BBR's question (Cardwell et al., "BBR: Congestion-Based
 // Congestion Control", ACM Queue 2016), what a step up bought in delivery
 // rate, asked of the latency band instead of the limit.

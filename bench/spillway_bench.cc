@@ -7,8 +7,10 @@
 //          (BM_Clock_Now measures one).
 // and against a std::mutex baseline doing the same work (BM_Mutex*), at 1 and
 // 2 threads sharing one object. BM_SharedWordCas is the hardware floor of a
-// single-word lock-free design. Speed claims are ratios between rows of the
-// same run.
+// single-word lock-free design (one update a step, as the bucket's consume),
+// BM_SharedWordCasFetchSub that of an exact limiter (an admission's
+// compare-exchange and a release's fetch_sub). Speed claims are ratios between
+// rows of the same run.
 #include <benchmark/benchmark.h>
 
 #include <atomic>
@@ -170,6 +172,20 @@ void BM_SharedWordCas(benchmark::State& state) {
   }
 }
 
+// The floor of an exact concurrency limit: an admission's compare-exchange
+// and a release's fetch_sub on one word, the two read-modify-writes every
+// BM_Limiter_AcquireRelease iteration needs at least.
+void BM_SharedWordCasFetchSub(benchmark::State& state) {
+  static std::atomic<int64_t> word{0};
+  for (auto _ : state) {
+    int64_t v = word.load(std::memory_order_relaxed);
+    while (!word.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+    }
+    word.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
 void BM_Clock_Now(benchmark::State& state) {
   Clock& clock = RealClock();
   for (auto _ : state) {
@@ -198,6 +214,11 @@ void Register() {
     }
   }
   benchmark::RegisterBenchmark("BM_SharedWordCas", BM_SharedWordCas)
+      ->Threads(1)
+      ->Threads(2)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_SharedWordCasFetchSub",
+                               BM_SharedWordCasFetchSub)
       ->Threads(1)
       ->Threads(2)
       ->UseRealTime();

@@ -7,12 +7,13 @@
 // by ramping, measures that peak in a phase as long as the overload phases,
 // then runs with 4x and 16x that many client threads: unthrottled, then
 // through one shared WriteThrottle with the default limit algorithm
-// (KneeLimit, given the server's write count unless --nodatabase_rate). Prints
+// (KneeLimit, given the server's write count unless --nodatabase_rate), and
+// measures the peak once more after them. Prints
 // markdown tables (throughput, latency, errors by SQLSTATE, rejections, CPU,
 // where the server's backends wait, the throttle's limit over time) and, with
 // --json, the figures as one object.
 //
-//   spillway_pg_bench                          # about 2.5 minutes
+//   spillway_pg_bench                          # about 3 minutes
 //   spillway_pg_bench --json=pg_bench.json
 //   spillway_pg_bench --conn="host=127.0.0.1 port=5432 dbname=app"
 //   spillway_pg_bench --diagnose               # + 2 diagnostic phases
@@ -34,8 +35,16 @@
 //
 // Phases: ramp steps of 1, 2, 4, ... --max_ramp_clients clients (stopping
 // after two steps under 75% of the best), then 3/4 and 3/2 of the best
-// step; peak = the best step. Then `peak` (that many clients, unthrottled)
-// and 4x and 16x, each unthrottled and throttled, all of one length.
+// step; peak = the best step. Then `peak` (that many clients, unthrottled),
+// 4x and 16x, each unthrottled and throttled, and `peak again`, all of one
+// length. The peak the overload phases are compared with is the mean of the
+// two peak phases: the server and the machine drift over a run (in 16 runs
+// on the 2-vCPU VM, the peak phase after the overload phases did -16% to
+// +15% of the one before, with the same clients; less in 12, by 3% at the
+// median), and a reference measured on both sides of the phases it judges
+// cancels a drift that is linear in time ("ABA" measurement) and averages
+// two measurements' noise. The report shows the ratio to the first alone
+// too.
 // Every phase starts with a warm-up: writes that end in it are not
 // counted; a throttled phase's WriteThrottle is new, so its limit starts
 // cold (1) at the phase start. The hot rows are VACUUMed before each phase.
@@ -665,7 +674,7 @@ absl::string_view ModeName(Mode mode) {
 }
 
 struct PhaseSpec {
-  std::string name;  // "ramp", "peak", "4x", "16x".
+  std::string name;  // "ramp", "peak", "4x", "16x", "peak again".
   int clients = 1;
   Mode mode = Mode::kUnthrottled;
   double warmup_s = 0;
@@ -1532,7 +1541,8 @@ int Run(const Config& config, const TimePoint program_start) {
     return finish(1);
   }
 
-  // The peak, measured as long as the overload phases.
+  // The peak, measured as long as the overload phases, before them and
+  // again after them (see the file comment).
   std::fprintf(stderr, "runs\n");
   std::vector<PhaseResult> runs;
   runs.push_back(run_phase({.name = "peak",
@@ -1549,6 +1559,13 @@ int Run(const Config& config, const TimePoint program_start) {
                                 .warmup_s = config.run_warmup_seconds,
                                 .measure_s = config.run_seconds}));
     }
+  }
+  if (!g_interrupted.load()) {
+    runs.push_back(run_phase({.name = "peak again",
+                              .clients = peak_clients,
+                              .mode = Mode::kUnthrottled,
+                              .warmup_s = config.run_warmup_seconds,
+                              .measure_s = config.run_seconds}));
   }
   if (config.diagnose && !g_interrupted.load()) {
     std::fprintf(stderr, "diagnostic phases\n");
@@ -1578,17 +1595,24 @@ int Run(const Config& config, const TimePoint program_start) {
       return finish(1);
     }
   }
-  const PhaseResult& peak = runs[0];
+  const PhaseResult& peak_before = runs[0];
   const PhaseResult& x16_unthrottled = runs[3];
   const PhaseResult& x16_throttled = runs[4];
+  const PhaseResult& peak_after = runs[5];
+  // The reference: the mean of the peak phases before and after the
+  // overload phases (see the file comment).
+  const double peak_tps = (peak_before.tps + peak_after.tps) / 2;
+  const double peak_p50 = (peak_before.p50_ms + peak_after.p50_ms) / 2;
+  const double peak_p99 = (peak_before.p99_ms + peak_after.p99_ms) / 2;
+  const double drift_pct = 100.0 * (peak_after.tps / peak_before.tps - 1);
 
   out = absl::StrFormat(
-      "## Peak and overload (%.1f s measured each; %% of peak = of the peak "
-      "phase's tps)\n\n",
-      config.run_seconds);
+      "## Peak and overload (%.1f s measured each; %% of peak = of the mean "
+      "of the two peak phases, %.0f tps)\n\n",
+      config.run_seconds, peak_tps);
   absl::StrAppend(&out, kTableHeader);
   for (const PhaseResult& r : runs)
-    absl::StrAppend(&out, TableRow(r, peak.tps));
+    absl::StrAppend(&out, TableRow(r, peak_tps));
   absl::StrAppend(&out,
                   "\nWhere the server's client backends are (mean count per "
                   "250 ms sample of pg_stat_activity; CPU = active without a "
@@ -1609,8 +1633,10 @@ int Run(const Config& config, const TimePoint program_start) {
                     ModeText(r.spec), "\n\n", LimitTable(r), "\n");
   }
 
-  const double tps_pct = 100.0 * x16_throttled.tps / peak.tps;
-  const double p99_ratio = x16_throttled.p99_ms / peak.p99_ms;
+  const double tps_pct = 100.0 * x16_throttled.tps / peak_tps;
+  const double p99_ratio = x16_throttled.p99_ms / peak_p99;
+  const double tps_pct_before = 100.0 * x16_throttled.tps / peak_before.tps;
+  const double p99_ratio_before = x16_throttled.p99_ms / peak_before.p99_ms;
   const double tps_pct_ramp = 100.0 * x16_throttled.tps / ramp_peak_tps;
   const double p99_ratio_ramp = x16_throttled.p99_ms / ramp_peak_p99;
   const bool tps_met = tps_pct >= 90.0;
@@ -1628,27 +1654,33 @@ int Run(const Config& config, const TimePoint program_start) {
       "vs peak | target | met |\n|---|---:|---:|---:|---:|---|---|\n"
       "| tps | %.0f | %.0f | %.0f | %.1f%% | >= 90%% | %s |\n"
       "| p99 ms | %s | %s | %s | %.2fx | <= 3x | %s |\n\n"
+      "Peak = mean of the peak phase before the overload phases (%.0f tps, "
+      "p99 %s ms) and the one after them (%.0f tps, p99 %s ms): %+.1f%% "
+      "over the run. Against the first alone: throughput %.1f%%, p99 "
+      "%.2fx.\n"
       "Against the ramp's peak (mean of its %.1f s steps: %.0f tps, p99 %s "
       "ms): throughput %.1f%%, p99 %.2fx.\n"
       "Median limit while measured: 4x %s, 16x %s (peak concurrency %d).\n\n"
-      "**Acceptance %s** (against the peak phase).\n\n",
-      x16_throttled.spec.clients, peak_clients, peak.tps, x16_unthrottled.tps,
-      x16_throttled.tps, tps_pct, tps_met ? "yes" : "**no**", Ms(peak.p99_ms),
+      "**Acceptance %s** (against the mean of the two peak phases).\n\n",
+      x16_throttled.spec.clients, peak_clients, peak_tps, x16_unthrottled.tps,
+      x16_throttled.tps, tps_pct, tps_met ? "yes" : "**no**", Ms(peak_p99),
       Ms(x16_unthrottled.p99_ms), Ms(x16_throttled.p99_ms), p99_ratio,
-      p99_met ? "yes" : "**no**", config.ramp_seconds, ramp_peak_tps,
-      Ms(ramp_peak_p99), tps_pct_ramp, p99_ratio_ramp, limit_text(runs[2]),
-      limit_text(runs[4]), peak_clients, met ? "met" : "NOT met");
+      p99_met ? "yes" : "**no**", peak_before.tps, Ms(peak_before.p99_ms),
+      peak_after.tps, Ms(peak_after.p99_ms), drift_pct, tps_pct_before,
+      p99_ratio_before, config.ramp_seconds, ramp_peak_tps, Ms(ramp_peak_p99),
+      tps_pct_ramp, p99_ratio_ramp, limit_text(runs[2]), limit_text(runs[4]),
+      peak_clients, met ? "met" : "NOT met");
   // The peak must be the best an unthrottled phase did; if not, the ramp
   // was misled (noise, or another load on the machine).
   for (const PhaseResult& r : runs) {
-    if (r.spec.mode == Mode::kUnthrottled && r.spec.name != "peak" &&
-        r.tps > 1.05 * peak.tps) {
+    if (r.spec.mode == Mode::kUnthrottled && r.spec.clients != peak_clients &&
+        r.tps > 1.05 * peak_tps) {
       absl::StrAppendFormat(
           &out,
           "**Warning: %s unthrottled (%d clients) did %.0f tps, more than the "
-          "peak phase's %.0f: the ramp did not find the peak reliably (was "
-          "the machine busy?). Rerun on a quiet machine.**\n\n",
-          r.spec.name, r.spec.clients, r.tps, peak.tps);
+          "peak phases' mean %.0f: the ramp did not find the peak reliably "
+          "(was the machine busy?). Rerun on a quiet machine.**\n\n",
+          r.spec.name, r.spec.clients, r.tps, peak_tps);
     }
   }
   Print(out);
@@ -1681,9 +1713,13 @@ int Run(const Config& config, const TimePoint program_start) {
         ",\n  \"max_backoff_ms\": ", JsonNumber(config.max_backoff_ms),
         ",\n  \"database_rate\": ", config.database_rate ? "true" : "false",
         ",\n  \"peak_concurrency\": ", peak_clients,
-        ",\n  \"peak_tps\": ", JsonNumber(peak.tps),
-        ",\n  \"peak_p50_ms\": ", JsonNumber(peak.p50_ms),
-        ",\n  \"peak_p99_ms\": ", JsonNumber(peak.p99_ms),
+        ",\n  \"peak_tps\": ", JsonNumber(peak_tps),
+        ",\n  \"peak_p50_ms\": ", JsonNumber(peak_p50),
+        ",\n  \"peak_p99_ms\": ", JsonNumber(peak_p99),
+        ",\n  \"peak_before_tps\": ", JsonNumber(peak_before.tps),
+        ",\n  \"peak_before_p99_ms\": ", JsonNumber(peak_before.p99_ms),
+        ",\n  \"peak_after_tps\": ", JsonNumber(peak_after.tps),
+        ",\n  \"peak_after_p99_ms\": ", JsonNumber(peak_after.p99_ms),
         ",\n  \"ramp_peak_tps\": ", JsonNumber(ramp_peak_tps),
         ",\n  \"ramp_peak_p99_ms\": ", JsonNumber(ramp_peak_p99),
         ",\n  \"clients_16x\": ", x16_throttled.spec.clients,
@@ -1698,6 +1734,8 @@ int Run(const Config& config, const TimePoint program_start) {
         ",\n  \"x4_throttled_p99_ms\": ", JsonNumber(runs[2].p99_ms),
         ",\n  \"throttled_tps_pct_of_peak\": ", JsonNumber(tps_pct),
         ",\n  \"throttled_p99_over_peak_p99\": ", JsonNumber(p99_ratio),
+        ",\n  \"throttled_tps_pct_of_peak_before\": ",
+        JsonNumber(tps_pct_before),
         ",\n  \"acceptance_met\": ", met ? "true" : "false",
         ",\n  \"wall_seconds\": ", JsonNumber(wall), ",\n  \"ramp\": [\n    ",
         absl::StrJoin(ramp_json, ",\n    "), "\n  ],\n  \"runs\": [\n    ",

@@ -162,14 +162,17 @@ void BM_MutexLimiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
 // without backoff (lib/core/backoff.h). The token bucket does one per
 // admission; the limiter one to admit and a fetch-sub (also a locked
 // read-modify-write) to release.
+// One increment of `word` by load and compare-exchange, retried at once.
+inline void CasIncrement(std::atomic<int64_t>& word) {
+  int64_t v = word.load(std::memory_order_relaxed);
+  while (!word.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+  }
+}
+
 void BM_SharedWordCas(benchmark::State& state) {
   static std::atomic<int64_t> word{0};
-  for (auto _ : state) {
-    int64_t v = word.load(std::memory_order_relaxed);
-    while (!word.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
-                                       std::memory_order_relaxed)) {
-    }
-  }
+  for (auto _ : state) CasIncrement(word);
 }
 
 // The floor of an exact concurrency limit: an admission's compare-exchange
@@ -178,10 +181,7 @@ void BM_SharedWordCas(benchmark::State& state) {
 void BM_SharedWordCasFetchSub(benchmark::State& state) {
   static std::atomic<int64_t> word{0};
   for (auto _ : state) {
-    int64_t v = word.load(std::memory_order_relaxed);
-    while (!word.compare_exchange_weak(v, v + 1, std::memory_order_acq_rel,
-                                       std::memory_order_relaxed)) {
-    }
+    CasIncrement(word);
     word.fetch_sub(1, std::memory_order_seq_cst);
   }
 }

@@ -38,9 +38,9 @@
 // step; peak = the best step. Then `peak` (that many clients, unthrottled),
 // 4x and 16x, each unthrottled and throttled, and `peak again`, all of one
 // length. The peak the overload phases are compared with is the mean of the
-// two peak phases: the server and the machine drift over a run (in 16 runs
+// two peak phases: the server and the machine drift over a run (in 22 runs
 // on the 2-vCPU VM, the peak phase after the overload phases did -16% to
-// +15% of the one before, with the same clients; less in 12, by 3% at the
+// +26% of the one before, with the same clients; less in 14, by 2.8% at the
 // median), and a reference measured on both sides of the phases it judges
 // cancels a drift that is linear in time ("ABA" measurement) and averages
 // two measurements' noise. The report shows the ratio to the first alone

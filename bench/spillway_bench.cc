@@ -156,12 +156,6 @@ void BM_MutexLimiter_AcquireRelease(benchmark::State& state, Fixtures* f) {
   state.counters["rejected"] = static_cast<double>(rejected);
 }
 
-// The floor: one load and compare-exchange on a word shared by the threads,
-// retried at once on failure, the least any single-word lock-free gate can
-// cost uncontended, and what two threads trading its cache line cost
-// without backoff (lib/core/backoff.h). The token bucket does one per
-// admission; the limiter one to admit and a fetch-sub (also a locked
-// read-modify-write) to release.
 // One increment of `word` by load and compare-exchange, retried at once.
 inline void CasIncrement(std::atomic<int64_t>& word) {
   int64_t v = word.load(std::memory_order_relaxed);
@@ -170,6 +164,12 @@ inline void CasIncrement(std::atomic<int64_t>& word) {
   }
 }
 
+// The floor: one load and compare-exchange on a word shared by the threads,
+// retried at once on failure, the least any single-word lock-free gate can
+// cost uncontended, and what two threads trading its cache line cost
+// without backoff (lib/core/backoff.h). The token bucket does one per
+// admission; the limiter one to admit and a fetch-sub (also a locked
+// read-modify-write) to release.
 void BM_SharedWordCas(benchmark::State& state) {
   static std::atomic<int64_t> word{0};
   for (auto _ : state) CasIncrement(word);

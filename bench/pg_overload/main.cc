@@ -161,8 +161,9 @@ ABSL_FLAG(bool, database_rate, true,
 ABSL_FLAG(bool, diagnose, false,
           "After the measured phases, run two diagnostic 16x throttled "
           "phases, not part of the acceptance: a FixedLimit at the peak "
-          "concurrency (what a limiter holding exactly the peak would give "
-          "with the same clients); KneeLimit with latency_tolerance = "
+          "concurrency, no share of it reserved for critical writes (what a "
+          "limiter holding exactly the peak would give with the same "
+          "clients); KneeLimit with latency_tolerance = "
           "--diagnose_tolerance. Adds about 2 x (run_warmup_seconds + "
           "run_seconds).");
 ABSL_FLAG(double, diagnose_tolerance, 8.0,
@@ -605,6 +606,13 @@ absl::StatusOr<ThrottleUnderTest> MakeThrottle(int fixed_limit,
         FixedLimit::Create(fixed_limit);
     if (!fixed.ok()) return fixed.status();
     options.limiter.limit = std::shared_ptr<Limit>(std::move(*fixed));
+    // Every write here is normal priority, and by default a fifth of the
+    // limit is reserved for critical writes and never lent: with it, normal
+    // writes held at most peak - floor(peak / 5) (10 of 12 in flight, 92%
+    // of the peak in one run). Without it they may hold exactly the peak's
+    // concurrency, which is what this phase is meant to show.
+    options.limiter.partitions[static_cast<int>(Priority::kCritical)]
+        .guaranteed_fraction = 0;
     absl::StatusOr<std::unique_ptr<WriteThrottle>> throttle =
         WriteThrottle::Create(std::move(options));
     if (!throttle.ok()) return throttle.status();

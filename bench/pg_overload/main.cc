@@ -45,6 +45,9 @@
 // cancels a drift that is linear in time ("ABA" measurement) and averages
 // two measurements' noise. The report shows the ratio to the first alone
 // too.
+// With --diagnose, two more 16x throttled phases (FixedLimit at the peak
+// concurrency; KneeLimit at --diagnose_tolerance) run beside the measured
+// one, before `peak again`, in an order --diagnose_rotation rotates.
 // Every phase starts with a warm-up: writes that end in it are not
 // counted; a throttled phase's WriteThrottle is new, so its limit starts
 // cold (1) at the phase start. The hot rows are VACUUMed before each phase.
@@ -159,15 +162,22 @@ ABSL_FLAG(bool, database_rate, true,
           "KneeLimit's throughput probe can widen its latency band; false: "
           "the latency band alone.");
 ABSL_FLAG(bool, diagnose, false,
-          "After the measured phases, run two diagnostic 16x throttled "
-          "phases, not part of the acceptance: a FixedLimit at the peak "
-          "concurrency, no share of it reserved for critical writes (what a "
-          "limiter holding exactly the peak would give with the same "
-          "clients); KneeLimit with latency_tolerance = "
+          "Run two diagnostic 16x throttled phases beside the measured one, "
+          "before the second peak phase, so that all three are judged "
+          "against the same two peak phases (not part of the acceptance): a "
+          "FixedLimit at the peak concurrency, no share of it reserved for "
+          "critical writes (what a limiter holding exactly the peak would "
+          "give with the same clients); KneeLimit with latency_tolerance = "
           "--diagnose_tolerance. Adds about 2 x (run_warmup_seconds + "
           "run_seconds).");
 ABSL_FLAG(double, diagnose_tolerance, 8.0,
           "KneeLimit latency_tolerance of the --diagnose phase.");
+ABSL_FLAG(int, diagnose_rotation, 0,
+          "With --diagnose, the three 16x throttled phases (default, "
+          "FixedLimit, KneeLimit at --diagnose_tolerance) run in that order "
+          "rotated left by this many places: vary it from run to run (0, 1, "
+          "2, ...) so that no phase always runs first, where the machine's "
+          "drift would favour or handicap it.");
 
 namespace spillway::pg_bench {
 namespace {
@@ -246,6 +256,7 @@ struct Config {
   bool diagnose = false;
   bool database_rate = true;
   double diagnose_tolerance = 0;
+  int diagnose_rotation = 0;
 };
 
 absl::StatusOr<Config> ConfigFromFlags() {
@@ -265,6 +276,7 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.diagnose = absl::GetFlag(FLAGS_diagnose);
   c.database_rate = absl::GetFlag(FLAGS_database_rate);
   c.diagnose_tolerance = absl::GetFlag(FLAGS_diagnose_tolerance);
+  c.diagnose_rotation = absl::GetFlag(FLAGS_diagnose_rotation);
   auto in = [](double v, double lo, double hi) {
     return std::isfinite(v) && v >= lo && v <= hi;
   };
@@ -303,6 +315,9 @@ absl::StatusOr<Config> ConfigFromFlags() {
   }
   if (!in(c.diagnose_tolerance, 1.01, 1000)) {
     return bad("diagnose_tolerance", c.diagnose_tolerance, "in [1.01, 1000]");
+  }
+  if (c.diagnose_rotation < 0 || c.diagnose_rotation > 1'000'000) {
+    return bad("diagnose_rotation", c.diagnose_rotation, "in [0, 1000000]");
   }
   return c;
 }
@@ -1558,15 +1573,32 @@ int Run(const Config& config, const TimePoint program_start) {
                             .mode = Mode::kUnthrottled,
                             .warmup_s = config.run_warmup_seconds,
                             .measure_s = config.run_seconds}));
+  // 4x unthrottled and throttled, 16x unthrottled, then the 16x throttled
+  // phase (with --diagnose, it and the two diagnostic phases in rotated
+  // order), all before the second peak phase.
+  std::vector<PhaseSpec> specs;
   for (int multiple : {4, 16}) {
     for (Mode mode : {Mode::kUnthrottled, Mode::kThrottled}) {
-      if (g_interrupted.load()) break;
-      runs.push_back(run_phase({.name = absl::StrCat(multiple, "x"),
-                                .clients = multiple * peak_clients,
-                                .mode = mode,
-                                .warmup_s = config.run_warmup_seconds,
-                                .measure_s = config.run_seconds}));
+      specs.push_back({.name = absl::StrCat(multiple, "x"),
+                       .clients = multiple * peak_clients,
+                       .mode = mode,
+                       .warmup_s = config.run_warmup_seconds,
+                       .measure_s = config.run_seconds});
     }
+  }
+  if (config.diagnose) {
+    PhaseSpec fixed = specs.back();
+    fixed.fixed_limit = peak_clients;
+    PhaseSpec tolerant = specs.back();
+    tolerant.knee_tolerance = config.diagnose_tolerance;
+    specs.push_back(fixed);
+    specs.push_back(tolerant);
+    const auto first = specs.end() - 3;
+    std::rotate(first, first + config.diagnose_rotation % 3, specs.end());
+  }
+  for (const PhaseSpec& spec : specs) {
+    if (g_interrupted.load()) break;
+    runs.push_back(run_phase(spec));
   }
   if (!g_interrupted.load()) {
     runs.push_back(run_phase({.name = "peak again",
@@ -1574,22 +1606,6 @@ int Run(const Config& config, const TimePoint program_start) {
                               .mode = Mode::kUnthrottled,
                               .warmup_s = config.run_warmup_seconds,
                               .measure_s = config.run_seconds}));
-  }
-  if (config.diagnose && !g_interrupted.load()) {
-    std::fprintf(stderr, "diagnostic phases\n");
-    PhaseSpec fixed{.name = "16x",
-                    .clients = 16 * peak_clients,
-                    .mode = Mode::kThrottled,
-                    .warmup_s = config.run_warmup_seconds,
-                    .measure_s = config.run_seconds,
-                    .fixed_limit = peak_clients};
-    runs.push_back(run_phase(fixed));
-    if (!g_interrupted.load()) {
-      PhaseSpec tolerant = fixed;
-      tolerant.fixed_limit = 0;
-      tolerant.knee_tolerance = config.diagnose_tolerance;
-      runs.push_back(run_phase(tolerant));
-    }
   }
   if (g_interrupted.load()) {
     std::fprintf(stderr, "spillway_pg_bench: interrupted\n");
@@ -1603,10 +1619,24 @@ int Run(const Config& config, const TimePoint program_start) {
       return finish(1);
     }
   }
-  const PhaseResult& peak_before = runs[0];
-  const PhaseResult& x16_unthrottled = runs[3];
-  const PhaseResult& x16_throttled = runs[4];
-  const PhaseResult& peak_after = runs[5];
+  // The measured phases by what they are (the diagnostic phases may sit
+  // between them).
+  const auto find = [&](absl::string_view name,
+                        Mode mode) -> const PhaseResult& {
+    for (const PhaseResult& r : runs) {
+      if (r.spec.name == name && r.spec.mode == mode &&
+          r.spec.fixed_limit == 0 && r.spec.knee_tolerance == 0) {
+        return r;
+      }
+    }
+    return runs.front();  // Unreachable: every phase ran.
+  };
+  const PhaseResult& peak_before = runs.front();
+  const PhaseResult& x4_unthrottled = find("4x", Mode::kUnthrottled);
+  const PhaseResult& x4_throttled = find("4x", Mode::kThrottled);
+  const PhaseResult& x16_unthrottled = find("16x", Mode::kUnthrottled);
+  const PhaseResult& x16_throttled = find("16x", Mode::kThrottled);
+  const PhaseResult& peak_after = runs.back();
   // The reference: the mean of the peak phases before and after the
   // overload phases (see the file comment).
   const double peak_tps = (peak_before.tps + peak_after.tps) / 2;
@@ -1676,8 +1706,8 @@ int Run(const Config& config, const TimePoint program_start) {
       p99_met ? "yes" : "**no**", peak_before.tps, Ms(peak_before.p99_ms),
       peak_after.tps, Ms(peak_after.p99_ms), drift_pct, tps_pct_before,
       p99_ratio_before, config.ramp_seconds, ramp_peak_tps, Ms(ramp_peak_p99),
-      tps_pct_ramp, p99_ratio_ramp, limit_text(runs[2]), limit_text(runs[4]),
-      peak_clients, met ? "met" : "NOT met");
+      tps_pct_ramp, p99_ratio_ramp, limit_text(x4_throttled),
+      limit_text(x16_throttled), peak_clients, met ? "met" : "NOT met");
   // The peak must be the best an unthrottled phase did; if not, the ramp
   // was misled (noise, or another load on the machine).
   for (const PhaseResult& r : runs) {
@@ -1736,10 +1766,10 @@ int Run(const Config& config, const TimePoint program_start) {
         ",\n  \"throttled_tps\": ", JsonNumber(x16_throttled.tps),
         ",\n  \"throttled_p99_ms\": ", JsonNumber(x16_throttled.p99_ms),
         ",\n  \"throttled_rejected\": ", x16_throttled.rejected,
-        ",\n  \"x4_unthrottled_tps\": ", JsonNumber(runs[1].tps),
-        ",\n  \"x4_unthrottled_p99_ms\": ", JsonNumber(runs[1].p99_ms),
-        ",\n  \"x4_throttled_tps\": ", JsonNumber(runs[2].tps),
-        ",\n  \"x4_throttled_p99_ms\": ", JsonNumber(runs[2].p99_ms),
+        ",\n  \"x4_unthrottled_tps\": ", JsonNumber(x4_unthrottled.tps),
+        ",\n  \"x4_unthrottled_p99_ms\": ", JsonNumber(x4_unthrottled.p99_ms),
+        ",\n  \"x4_throttled_tps\": ", JsonNumber(x4_throttled.tps),
+        ",\n  \"x4_throttled_p99_ms\": ", JsonNumber(x4_throttled.p99_ms),
         ",\n  \"throttled_tps_pct_of_peak\": ", JsonNumber(tps_pct),
         ",\n  \"throttled_p99_over_peak_p99\": ", JsonNumber(p99_ratio),
         ",\n  \"throttled_tps_pct_of_peak_before\": ",
